@@ -1,0 +1,676 @@
+"""The late-ack worker: a mixin that goes in front of any RQ worker class.
+
+``LateAckWorkerMixin`` overrides a few narrow RQ methods and calls ``super()`` in each:
+
+================================  =============================================================
+RQ method                         what the mixin adds
+================================  =============================================================
+``bootstrap``                     checks Redis >= 6.2, settles what an earlier worker of the same
+                                  name left reserved, takes the liveness lease, runs a recovery
+                                  pass, starts the liveness thread
+``register_birth``                lets a restart reuse the name of a late-ack worker whose lease
+                                  expired (RQ would refuse until its old key expires)
+``queue_class.dequeue_any``       reserves atomically into this worker's list (a per-worker
+                                  subclass of the worker's queue class carries the override)
+``execute_job``                   resolves the job's policy, checks the reservation is still held
+                                  after a pause, queues the ack after RQ stored the outcome
+``set_state`` / ``prepare_execution``  record the start in RQ's own start transaction
+``heartbeat``                     carries the pending ack and the lost-reply check in the pipeline
+                                  of RQ's heartbeat (no extra round trip)
+``handle_job_success`` /          do not store an outcome for a job recovery took over while this
+``handle_job_failure`` /          worker was paused
+``handle_job_retry``
+``handle_work_horse_killed``      a horse killed under a live worker (OOM, segfault) is a worker
+                                  loss: idempotent late-ack jobs are redelivered
+``kill_horse``                    remembers that the worker itself killed the horse (stop/kill
+                                  commands, timeouts, cold shutdown): not a worker loss
+``main_work_horse``               the horse dies with its worker (``PR_SET_PDEATHSIG`` on Linux)
+``teardown``                      stops the thread, acks, settles leftovers, releases the lease
+================================  =============================================================
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import logging
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import redis.exceptions
+from rq.exceptions import DequeueTimeout
+from rq.job import Job
+from rq.utils import as_text, get_version, now, utcformat
+from rq.worker import SimpleWorker, Worker, WorkerStatus
+
+from . import keys, signals
+from .errors import RedisVersionError
+from .keys import WorkerKeys
+from .liveness import LeaseState, LivenessThread, lease_value
+from .policy import REDELIVERIES_META_KEY, Policy, PolicyResolver
+from .recovery import Recoverer
+from .reservations import NOT_EMPTY, Reservations, StartRecord
+from .scripts import Scripts
+from .settings import Settings
+
+if TYPE_CHECKING:
+    from redis.client import Pipeline
+    from rq.queue import Queue
+
+logger = logging.getLogger('rq_acklate.worker')
+
+MIN_REDIS_VERSION = (6, 2, 0)
+#: First wait on the first queue when a multi-queue worker runs dry; doubles up to poll_interval.
+FIRST_POLL = 0.05
+
+
+@dataclass
+class HeldJob:
+    """The job this worker took, from its reservation until its ack."""
+
+    job_id: str
+    queue_name: str
+    previous_started_at: str
+    reserved_at: float
+    lapses_at_reserve: int
+    policy: Policy | None = None
+
+
+class LateAckWorkerMixin:
+    """Put it in front of an RQ worker class: ``class MyWorker(LateAckWorkerMixin, rq.Worker)``.
+
+    Settings (see :class:`rq_acklate.settings.Settings`) may be set as class attributes of the
+    worker class, or passed as keyword arguments.
+    """
+
+    liveness_ttl: float | None = None
+    heartbeat_interval: float | None = None
+    recovery_interval: float | None = None
+    max_redeliveries: int | None = None
+    default_policy: str | None = None
+    poll_interval: float | None = None
+
+    # Attributes provided by RQ's BaseWorker, declared for type checkers.
+    if TYPE_CHECKING:
+        name: str
+        connection: Any
+        serializer: Any
+        queue_class: Any
+        job_class: Any
+        log: logging.Logger
+        pid: int | None
+        hostname: str | None
+        is_horse: bool
+        horse_pid: int
+        queues: list[Any]
+
+        def queue_names(self) -> list[str]: ...
+        def wait_for_horse(self) -> Any: ...
+        def cleanup_execution(self, job: Job, pipeline: Pipeline) -> None: ...
+
+    def __init__(
+        self,
+        *args: Any,
+        liveness_ttl: float | None = None,
+        heartbeat_interval: float | None = None,
+        recovery_interval: float | None = None,
+        max_redeliveries: int | None = None,
+        default_policy: str | None = None,
+        poll_interval: float | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        class_attrs = {name: getattr(type(self), name, None) for name in Settings.names()}
+        self.acklate_settings = Settings.load(
+            kwargs={
+                'liveness_ttl': liveness_ttl,
+                'heartbeat_interval': heartbeat_interval,
+                'recovery_interval': recovery_interval,
+                'max_redeliveries': max_redeliveries,
+                'default_policy': default_policy,
+                'poll_interval': poll_interval,
+            },
+            class_attrs=class_attrs,
+        )
+        self.queue_class = _reserving_queue_class(self.queue_class, self)
+        self._acklate_keys = WorkerKeys(self.name)
+        self._acklate_scripts: Scripts | None = None
+        self._acklate_lease = LeaseState()
+        self._acklate_liveness: LivenessThread | None = None
+        self._acklate_policies = PolicyResolver(self.acklate_settings)
+        self._acklate_parent_pid = os.getpid()
+        self._held: HeldJob | None = None
+        self._start_pending = False
+        self._pending_ack: str | None = None
+        self._pending_held_check = False
+        self._needs_reconcile = False
+        self._horse_killed_on_purpose = False
+        self._settled_here: str | None = None
+
+    # -- shared helpers --------------------------------------------------------------------------
+
+    @property
+    def _reservations(self) -> Reservations:
+        if self._acklate_scripts is None:
+            self._acklate_scripts = Scripts(self.connection)
+        return Reservations(self.connection, self._acklate_keys, self._acklate_scripts)
+
+    def _recoverer(self) -> Recoverer:
+        between = self._acklate_liveness.renew_if_due if self._acklate_liveness is not None else None
+        return Recoverer(
+            self.connection,
+            self.acklate_settings,
+            serializer=self.serializer,
+            name=self.name,
+            between_batches=between,
+        )
+
+    def _lease_is_fresh(self, held: HeldJob) -> bool:
+        s = self.acklate_settings
+        return self._acklate_lease.is_fresh(held.lapses_at_reserve, s.liveness_ttl, s.heartbeat_interval)
+
+    def _still_held(self, held: HeldJob) -> bool:
+        """Free when the lease stayed fresh; after a pause, one round trip that also renews the lease."""
+        if self._lease_is_fresh(held):
+            return True
+        return self._reservations.fence(held.job_id, self.acklate_settings.liveness_ttl_ms, lease_value())
+
+    def _taken_over(self, job_id: str, *, count: bool) -> None:
+        self.log.warning(
+            'Worker %s: job %s was taken over by recovery while this worker was paused or cut off; '
+            'this worker does not store its outcome',
+            self.name,
+            job_id,
+        )
+        if count:
+            with contextlib.suppress(redis.exceptions.RedisError):
+                self.connection.hincrby(keys.STATS, 'taken_over', 1)
+            signals.send(signals.reservation_taken_over, self, job_id=job_id, worker_name=self.name)
+
+    # -- startup ---------------------------------------------------------------------------------
+
+    def bootstrap(self, *args: Any, **kwargs: Any) -> None:
+        version = get_version(self.connection)
+        if tuple(version) < MIN_REDIS_VERSION:
+            raise RedisVersionError(
+                f'rq-acklate needs Redis >= 6.2 (for LMOVE/BLMOVE); this server is '
+                f'{".".join(map(str, version))}'
+            )
+        super().bootstrap(*args, **kwargs)  # type: ignore[misc]
+        _log_like_rq(*args, **kwargs)
+        reservations = self._reservations
+        own = self._recoverer().recover_worker(self.name, require_dead=True, loss='worker-restarted')
+        if own.outcomes:
+            self.log.warning(
+                'Worker %s: settled %d job(s) an earlier worker of this name left reserved: %s',
+                self.name,
+                len(own.outcomes),
+                own.counts(),
+            )
+        reservations.register(self.queue_names(), self.pid, self.hostname, _class_path(type(self)))
+        self._acklate_liveness = LivenessThread(
+            self.connection,
+            self._acklate_keys,
+            self.acklate_settings,
+            self._acklate_lease,
+            on_recovery_due=self._periodic_recovery,
+        )
+        self._acklate_liveness.acquire()
+        self._periodic_recovery()
+        self._acklate_liveness.start()
+
+    def register_birth(self) -> None:
+        wk = self._acklate_keys
+        with self.connection.pipeline(transaction=False) as pipe:
+            pipe.exists(wk.rq_worker)
+            pipe.hexists(wk.rq_worker, 'death')
+            pipe.exists(wk.alive)
+            pipe.sismember(keys.WORKERS, self.name)
+            exists, died, alive, registered = pipe.execute()
+        if exists and not died and not alive and registered:
+            self.log.warning(
+                'Worker %s: the previous late-ack worker of this name is dead (its lease expired); '
+                'recording its death so this one can start',
+                self.name,
+            )
+            self.connection.hset(wk.rq_worker, 'death', utcformat(now()))
+        super().register_birth()  # type: ignore[misc]
+
+    def _periodic_recovery(self) -> None:
+        recoverer = self._recoverer()
+        if recoverer.try_lease():
+            report = recoverer.recover(exclude=[self.name])
+            if report.outcomes or report.errors:
+                self.log.info('Worker %s: recovery pass: %s', self.name, report.counts() or report.errors)
+
+    # -- dequeue ---------------------------------------------------------------------------------
+
+    def _acklate_dequeue(
+        self,
+        queue_cls: type[Queue],
+        queues: list[Queue],
+        timeout: float | None,
+        job_class: type[Job] | None,
+        serializer: Any,
+        death_penalty_class: Any,
+    ) -> tuple[Job, Queue] | None:
+        """What ``Queue.dequeue_any`` does, but reserving: see :mod:`rq_acklate.reservations`."""
+        self._flush_pending()
+        queue_keys = [q.key for q in queues]
+        settings = self.acklate_settings
+        deadline = None if timeout is None else time.monotonic() + timeout
+        poll = FIRST_POLL
+        check_empty = True
+        while True:
+            wait = None
+            if deadline is not None:
+                remaining = deadline - time.monotonic()
+                if remaining < 0.01:
+                    raise DequeueTimeout(timeout, queue_keys)
+                # Come back at least every recovery_interval (lost replies are found on the way), and
+                # for several queues every poll: only the first queue can be waited on.
+                wait = min(remaining, settings.recovery_interval if len(queue_keys) == 1 else poll)
+            lapses = self._acklate_lease.read()[1]
+            found = self._reservations.reserve(queue_keys, wait, check_empty=check_empty)
+            if found == NOT_EMPTY:
+                held_before = self._reservations.held()
+                self._reconcile()
+                # A leftover that cannot be settled now must not stop the worker from working.
+                check_empty = self._reservations.held() != held_before
+                continue
+            if found is None:
+                if deadline is None:
+                    return None
+                poll = min(poll * 2, settings.poll_interval)
+                continue
+            assert isinstance(found, tuple)
+            queue_key, job_id = found
+            job, raw = self._load_reserved_job(job_id, queue_key, job_class or Job, serializer)
+            if job is None:
+                continue
+            queue = queue_cls.from_queue_key(
+                queue_key,
+                connection=self.connection,
+                job_class=job_class,
+                serializer=serializer,
+                death_penalty_class=death_penalty_class,
+            )
+            self._held = HeldJob(
+                job_id=job_id,
+                queue_name=queue.name,
+                previous_started_at=as_text(raw.get(b'started_at') or b''),
+                reserved_at=time.time(),
+                lapses_at_reserve=lapses,
+            )
+            self._pending_held_check = True
+            signals.send(
+                signals.job_reserved,
+                self,
+                job_id=job_id,
+                queue=queue.name,
+                worker_name=self.name,
+                redeliveries=job.meta.get(REDELIVERIES_META_KEY, 0),
+            )
+            return job, queue
+
+    def _load_reserved_job(
+        self, job_id: str, queue_key: str, job_class: type[Job], serializer: Any
+    ) -> tuple[Job | None, dict[bytes, bytes]]:
+        raw = self.connection.hgetall(keys.rq_job(job_id))
+        if not raw:
+            self.log.info('Worker %s: reserved job %s no longer exists; skipped', self.name, job_id)
+            self._reservations.drop(job_id)
+            return None, {}
+        job = job_class(job_id, connection=self.connection, serializer=serializer)
+        try:
+            job.restore(raw)
+        except Exception as exc:
+            reason = f'unreadable job hash: {type(exc).__name__}: {exc}'
+            self.log.error('Worker %s: job %s from %s: %s; quarantined', self.name, job_id, queue_key, reason)
+            self._quarantine(job_id, queue_key, reason)
+            return None, {}
+        redeliveries = int(as_text(raw.get(keys.REDELIVERIES_FIELD.encode()) or b'0') or 0)
+        if redeliveries:
+            job.meta[REDELIVERIES_META_KEY] = redeliveries
+        return job, raw
+
+    def _quarantine(self, job_id: str, queue_key: str, reason: str) -> None:
+        import json
+
+        record = json.dumps(
+            {'queue': queue_key, 'worker': self.name, 'reason': reason, 'at': utcformat(now())}
+        )
+        with self.connection.pipeline() as pipe:
+            pipe.hset(keys.QUARANTINE, job_id, record)
+            pipe.hincrby(keys.STATS, 'quarantined', 1)
+            pipe.lrem(self._acklate_keys.reserved, 1, job_id)
+            pipe.execute()
+
+    # -- start -----------------------------------------------------------------------------------
+
+    def execute_job(self, job: Job, queue: Queue) -> None:
+        held = self._held
+        if held is None or held.job_id != job.id:
+            # Not taken through our dequeue (a subclass calling execute_job directly): RQ semantics.
+            super().execute_job(job, queue)  # type: ignore[misc]
+            return
+        held.policy = self._acklate_policies.resolve(job)
+        self._horse_killed_on_purpose = False
+        self._settled_here = None
+        if not self._still_held(held):
+            self._held = None
+            self._pending_held_check = False
+            self._taken_over(job.id, count=True)
+            return
+        self._start_pending = True
+        super().execute_job(job, queue)  # type: ignore[misc]
+        # Reached only when RQ returns normally: the outcome is stored. A cold shutdown raises
+        # SystemExit through here and leaves the job reserved for teardown to settle.
+        if self._held is not None and self._held.job_id == job.id:
+            if held.policy.late_ack:
+                self._pending_ack = job.id
+            else:
+                self._held = None
+
+    def set_state(self, state: str, pipeline: Pipeline | None = None) -> None:
+        super().set_state(state, pipeline=pipeline)  # type: ignore[misc]
+        if pipeline is not None and state == WorkerStatus.BUSY and self._start_pending:
+            self._queue_start(pipeline)
+
+    def prepare_execution(self, job: Job) -> Any:
+        execution = super().prepare_execution(job)  # type: ignore[misc]
+        if self._start_pending:  # RQ did not set the state inside its start transaction
+            with self.connection.pipeline() as pipe:
+                self._queue_start(pipe)
+                pipe.execute()
+        return execution
+
+    def _queue_start(self, pipeline: Pipeline) -> None:
+        held = self._held
+        self._start_pending = False
+        if held is None or held.policy is None:
+            return
+        record = (
+            StartRecord(held.policy, held.previous_started_at, held.reserved_at)
+            if held.policy.late_ack
+            else None
+        )
+        self._reservations.record_start(pipeline, held.job_id, record)
+
+    # -- ack and the lost-reply check, in RQ's heartbeat pipeline ---------------------------------
+
+    def heartbeat(self, timeout: int | None = None, pipeline: Pipeline | None = None) -> None:
+        if pipeline is not None or self.is_horse or not (self._pending_ack or self._pending_held_check):
+            super().heartbeat(timeout, pipeline=pipeline)  # type: ignore[misc]
+            return
+        with self.connection.pipeline(transaction=False) as pipe:
+            super().heartbeat(timeout, pipeline=pipe)  # type: ignore[misc]
+            ours = len(pipe)
+            self._queue_pending(pipe)
+            results = pipe.execute(raise_on_error=False)
+        for result in results[:ours]:
+            if isinstance(result, Exception):
+                raise result
+        self._handle_pending(results[ours:])
+
+    def _flush_pending(self) -> None:
+        if self._pending_ack or self._pending_held_check:
+            with self.connection.pipeline(transaction=False) as pipe:
+                self._queue_pending(pipe)
+                results = pipe.execute(raise_on_error=False)
+            self._handle_pending(results)
+        if self._needs_reconcile:
+            self._reconcile()
+
+    def _queue_pending(self, pipe: Pipeline) -> None:
+        if self._pending_ack:
+            self._reservations.queue_ack(pipe, self._pending_ack)
+        if self._pending_held_check:
+            self._reservations.queue_held_check(pipe)
+
+    def _handle_pending(self, results: list[Any]) -> None:
+        results = list(results)
+        if self._pending_ack:
+            job_id, self._pending_ack = self._pending_ack, None
+            held, self._held = self._held, None
+            acked = self._reservations.ack_result(job_id, results.pop(0))
+            if acked == 1:
+                signals.send(
+                    signals.job_acked,
+                    self,
+                    job_id=job_id,
+                    queue=held.queue_name if held else '',
+                    worker_name=self.name,
+                )
+            elif acked == 0 and held is not None and self._lease_is_fresh(held):
+                # The lease never lapsed, so no recoverer touched the job: this was our own ack,
+                # retried by the client after its reply was lost.
+                signals.send(
+                    signals.job_acked, self, job_id=job_id, queue=held.queue_name, worker_name=self.name
+                )
+            elif acked == 0:
+                self._taken_over(job_id, count=True)
+            else:
+                self.log.warning(
+                    'Worker %s: the outcome of job %s was not stored (Redis error?); it stays reserved '
+                    'and is settled by its policy',
+                    self.name,
+                    job_id,
+                )
+                self._needs_reconcile = True
+        if self._pending_held_check:
+            self._pending_held_check = False
+            result = results.pop(0)
+            if isinstance(result, Exception):
+                raise result
+            held_ids = {as_text(i) for i in result}
+            if self._held is not None:
+                held_ids.discard(self._held.job_id)
+            if held_ids:
+                self.log.warning(
+                    'Worker %s: found %d job(s) in its reserved list that it never received '
+                    '(a lost reply); putting them back',
+                    self.name,
+                    len(held_ids),
+                )
+                self._needs_reconcile = True
+        if self._needs_reconcile:
+            self._reconcile()
+
+    def _reconcile(self) -> None:
+        """Settle what this live worker holds but is not running: jobs whose dequeue reply was lost,
+        and jobs whose outcome could not be stored."""
+        self._needs_reconcile = False
+        exclude = [self._held.job_id] if self._held is not None else []
+        result = self._recoverer().recover_worker(
+            self.name, require_dead=False, exclude_ids=exclude, loss='outcome-not-stored'
+        )
+        if result.outcomes:
+            self.log.warning('Worker %s: settled its own leftovers: %s', self.name, result.counts())
+
+    # -- storing outcomes ------------------------------------------------------------------------
+
+    def _may_store_outcome(self, job: Job) -> bool:
+        held = self._held
+        if held is None or held.job_id != job.id or held.policy is None or not held.policy.late_ack:
+            return True
+        if self._still_held(held):
+            return True
+        self._taken_over(job.id, count=False)  # the main process counts it when its ack finds it gone
+        return False
+
+    def handle_job_success(self, job: Job, queue: Queue, started_job_registry: Any) -> None:
+        if self._may_store_outcome(job):
+            super().handle_job_success(job, queue, started_job_registry)  # type: ignore[misc]
+
+    def handle_job_retry(
+        self, job: Job, queue: Queue, retry: Any, started_job_registry: Any, execution: Any
+    ) -> None:
+        if self._may_store_outcome(job):
+            super().handle_job_retry(job, queue, retry, started_job_registry, execution)  # type: ignore[misc]
+
+    def handle_job_failure(
+        self, job: Job, queue: Queue, started_job_registry: Any = None, exc_string: str = ''
+    ) -> None:
+        if self._settled_here == job.id:
+            # handle_work_horse_killed already requeued or failed it: only tidy the worker's side.
+            self._settled_here = None
+            with self.connection.pipeline() as pipe:
+                self.cleanup_execution(job, pipeline=pipe)
+                pipe.execute()
+            return
+        if self._may_store_outcome(job):
+            super().handle_job_failure(  # type: ignore[misc]
+                job, queue, started_job_registry=started_job_registry, exc_string=exc_string
+            )
+
+    # -- horses ----------------------------------------------------------------------------------
+
+    def kill_horse(self, sig: signal.Signals = signal.SIGKILL) -> None:
+        self._horse_killed_on_purpose = True
+        super().kill_horse(sig)  # type: ignore[misc]
+
+    def handle_work_horse_killed(self, job: Job, retpid: int, ret_val: int, rusage: Any) -> None:
+        super().handle_work_horse_killed(job, retpid, ret_val, rusage)  # type: ignore[misc]
+        held = self._held
+        if (
+            self._horse_killed_on_purpose
+            or held is None
+            or held.job_id != job.id
+            or held.policy is None
+            or not (held.policy.late_ack and held.policy.idempotent)
+        ):
+            return  # RQ fails it, as it does for any job whose horse died
+        result = self._recoverer().recover_worker(
+            self.name, require_dead=False, job_ids=[job.id], loss='horse-killed'
+        )
+        if any(o.job_id == job.id and o.action in ('requeued', 'failed') for o in result.outcomes):
+            self._settled_here = job.id
+            self._held = None
+
+    def main_work_horse(self, job: Job, queue: Queue) -> None:
+        die_with_parent(self._acklate_parent_pid)
+        super().main_work_horse(job, queue)  # type: ignore[misc]
+
+    # -- shutdown --------------------------------------------------------------------------------
+
+    def teardown(self) -> None:
+        if not self.is_horse:
+            self._acklate_shutdown()
+        super().teardown()  # type: ignore[misc]
+
+    def _acklate_shutdown(self) -> None:
+        if self._acklate_liveness is None:
+            return  # never bootstrapped
+        self._acklate_liveness.stop()
+        try:
+            if self.horse_pid:
+                # Leaving with a horse still running (an error in the main loop): take it down
+                # first, or recovery would put its job back while it runs.
+                self.kill_horse()
+                self.wait_for_horse()
+            self._flush_pending()
+            leftovers = self._recoverer().recover_worker(
+                self.name, require_dead=False, loss='worker-shutdown'
+            )
+            if leftovers.outcomes:
+                self.log.warning('Worker %s: settled on shutdown: %s', self.name, leftovers.counts())
+            reservations = self._reservations
+            reservations.release_lease()
+            reservations.forget_if_idle()
+        except redis.exceptions.RedisError as exc:
+            self.log.warning(
+                'Worker %s: could not settle its reservations on shutdown (%s); recovery will once its '
+                'lease expires',
+                self.name,
+                exc,
+            )
+
+
+def _reserving_queue_class(base: type[Queue], worker: LateAckWorkerMixin) -> type[Queue]:
+    """A subclass of the worker's queue class whose ``dequeue_any`` reserves for ``worker``.
+
+    RQ calls ``self.queue_class.dequeue_any(...)``, a classmethod that knows nothing of the worker,
+    so the worker gets its own subclass; queues it builds still behave as ``base`` in every other way.
+    """
+    if getattr(base, '_acklate_worker', None) is not None:
+        base = base.__mro__[1]
+
+    def dequeue_any(
+        cls: type[Queue],
+        queues: list[Queue],
+        timeout: float | None,
+        connection: Any = None,
+        job_class: type[Job] | None = None,
+        serializer: Any = None,
+        death_penalty_class: Any = None,
+    ) -> tuple[Job, Queue] | None:
+        return worker._acklate_dequeue(cls, list(queues), timeout, job_class, serializer, death_penalty_class)
+
+    return type(
+        base.__name__,
+        (base,),
+        {
+            '__module__': base.__module__,
+            '__qualname__': base.__qualname__,
+            '_acklate_worker': worker,
+            'dequeue_any': classmethod(dequeue_any),
+        },
+    )
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Have the kernel SIGKILL this process when ``parent_pid`` dies (Linux ``PR_SET_PDEATHSIG``).
+
+    RQ puts the work horse in its own process group, so a SIGKILL of the worker's main process
+    would leave the horse running the job unseen while recovery hands the job to another worker.
+    """
+    if not sys.platform.startswith('linux'):
+        return
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library('c') or 'libc.so.6', use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, int(signal.SIGKILL), 0, 0, 0)
+    except (OSError, AttributeError):
+        logger.warning('rq-acklate: could not set PR_SET_PDEATHSIG; a horse may outlive its worker')
+        return
+    if os.getppid() != parent_pid:  # the parent died before the call took effect
+        os._exit(1)
+
+
+def _log_like_rq(
+    logging_level: str | None = 'INFO',
+    date_format: str | None = None,
+    log_format: str | None = None,
+    **_: Any,
+) -> None:
+    """Send rq-acklate's log records where RQ sends the worker's, formatted the same way."""
+    from rq.logutils import setup_loghandlers
+
+    options: dict[str, Any] = {'name': 'rq_acklate'}
+    if date_format is not None:
+        options['date_format'] = date_format
+    if log_format is not None:
+        options['log_format'] = log_format
+    setup_loghandlers(logging_level, **options)
+
+
+def _class_path(cls: type) -> str:
+    return f'{cls.__module__}.{cls.__qualname__}'
+
+
+class LateAckWorker(LateAckWorkerMixin, Worker):
+    """RQ's forking ``Worker`` with late acks: ``rq worker -w rq_acklate.LateAckWorker``."""
+
+
+class LateAckSimpleWorker(LateAckWorkerMixin, SimpleWorker):
+    """RQ's ``SimpleWorker`` (runs jobs in-process) with late acks.
+
+    Its lease is renewed by a thread, so a job that holds the GIL for longer than ``liveness_ttl``
+    (C code that never releases it) makes the worker look dead; use :class:`LateAckWorker` for those.
+    """

@@ -1,0 +1,302 @@
+"""Real `rq worker` processes, SIGKILLed (or stopped) at each point of a job's life.
+
+Workers run with liveness_ttl=2s, heartbeat 0.5s, recovery every 0.5s (helpers.FAST). Every test
+asserts the fate of every job: how many times it started and finished, and its final state.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from urllib.parse import urlparse
+
+import jobs
+import pytest
+from faults import ReplyDroppingProxy
+from helpers import finished_runs, is_gone, reserved, started_runs, stats, wait_until
+from rq import Queue
+from rq.job import JobStatus
+from rq.registry import FailedJobRegistry
+
+pytestmark = pytest.mark.timeout(90)
+
+
+def status(job):
+    return job.get_status(refresh=True)
+
+
+def wait_status(job, expected, timeout=20):
+    wait_until(
+        lambda: status(job) == expected, timeout, what=f'job {job.id} to be {expected} (is {status(job)})'
+    )
+
+
+def wait_started(connection, job, count=1, timeout=20):
+    wait_until(
+        lambda: len(started_runs(connection, job.id)) >= count, timeout, what=f'start #{count} of {job.id}'
+    )
+
+
+def paused_at(connection, worker, point):
+    return wait_until(
+        lambda: any(
+            e.decode().startswith(point) for e in connection.lrange(f'test:paused:{worker.name}', 0, -1)
+        ),
+        what=f'{worker.name} to pause at {point}',
+    )
+
+
+def test_kill_before_start_requeues_a_job_that_never_ran(connection, workers):
+    queue = Queue(connection=connection)
+    job = queue.enqueue(jobs.late_job)
+    first = workers.start('w1', worker_class='workers.PauseBeforeStartWorker')
+    paused_at(connection, first, 'before-start')
+    assert reserved(connection, 'w1') == [job.id] and queue.get_job_ids() == []
+    first.kill()
+    workers.start('w2')
+    wait_status(job, JobStatus.FINISHED)
+    assert [r['redeliveries'] for r in started_runs(connection, job.id)] == [
+        0
+    ]  # never ran before: no redelivery
+    assert len(finished_runs(connection, job.id)) == 1
+    assert reserved(connection, 'w1') == []
+
+
+def test_kill_mid_run_redelivers_an_idempotent_job(connection, workers):
+    job = Queue(connection=connection).enqueue(jobs.idempotent_job, 3)
+    first = workers.start('w1')
+    wait_started(connection, job)
+    horse = first.horse_pid()
+    first.kill()
+    killed_at = time.monotonic()
+    workers.start('w2')
+    wait_started(connection, job, 2)
+    assert time.monotonic() - killed_at < 6
+    wait_status(job, JobStatus.FINISHED)
+    assert [r['redeliveries'] for r in started_runs(connection, job.id)] == [0, 1]
+    assert len(finished_runs(connection, job.id)) == 1
+    assert is_gone(horse)
+    assert stats(connection)['requeued'] == 1
+
+
+def test_kill_mid_run_fails_a_non_idempotent_job_and_never_reruns_it(connection, workers):
+    job = Queue(connection=connection).enqueue(jobs.late_job, 3)
+    first = workers.start('w1')
+    wait_started(connection, job)
+    first.kill()
+    workers.start('w2')
+    wait_status(job, JobStatus.FAILED)
+    time.sleep(3)  # a few more recovery intervals: it must not come back
+    assert len(started_runs(connection, job.id)) == 1
+    assert finished_runs(connection, job.id) == []
+    assert job.id in FailedJobRegistry('default', connection=connection)
+    assert 'worker lost' in job.latest_result().exc_string
+    assert stats(connection)['worker_lost'] == 1
+
+
+def test_kill_after_the_outcome_is_stored_but_before_the_ack_does_not_rerun(connection, workers):
+    job = Queue(connection=connection).enqueue(jobs.idempotent_job)
+    first = workers.start('w1', worker_class='workers.PauseBeforeAckWorker')
+    paused_at(connection, first, 'before-ack')
+    assert status(job) == JobStatus.FINISHED and reserved(connection, 'w1') == [job.id]
+    first.kill()
+    workers.start('w2')
+    wait_until(lambda: reserved(connection, 'w1') == [], what='the reservation to be dropped')
+    time.sleep(1)
+    assert len(started_runs(connection, job.id)) == 1
+    assert status(job) == JobStatus.FINISHED
+    assert Queue(connection=connection).get_job_ids() == []
+
+
+def test_killed_horse_under_a_live_worker_redelivers_an_idempotent_job(connection, workers):
+    job = Queue(connection=connection).enqueue(jobs.idempotent_job, 3)
+    worker = workers.start('w1')
+    wait_started(connection, job)
+    horse = worker.horse_pid()
+    import os
+
+    os.kill(horse, signal.SIGKILL)  # as the OOM killer would
+    wait_status(job, JobStatus.FINISHED)
+    assert [r['redeliveries'] for r in started_runs(connection, job.id)] == [0, 1]
+    assert len(finished_runs(connection, job.id)) == 1
+    assert worker.process.poll() is None
+    assert reserved(connection, 'w1') == []
+
+
+def test_killed_horse_fails_a_non_idempotent_job_as_rq_does(connection, workers):
+    job = Queue(connection=connection).enqueue(jobs.late_job, 3)
+    worker = workers.start('w1')
+    wait_started(connection, job)
+    import os
+
+    os.kill(worker.horse_pid(), signal.SIGKILL)
+    wait_status(job, JobStatus.FAILED)
+    assert 'Work-horse terminated unexpectedly' in job.latest_result().exc_string
+    wait_until(lambda: reserved(connection, 'w1') == [], what='the ack')
+    assert len(started_runs(connection, job.id)) == 1
+
+
+def test_poison_pill_is_failed_after_max_redeliveries(connection, workers):
+    job = Queue(connection=connection).enqueue(jobs.poison_job)  # kills its horse; max_redeliveries=2
+    workers.start('w1')
+    wait_status(job, JobStatus.FAILED)
+    assert [r['redeliveries'] for r in started_runs(connection, job.id)] == [0, 1, 2]
+    assert 'poisoned' in job.latest_result().exc_string
+    assert stats(connection)['poisoned'] == 1
+
+
+def test_killing_the_main_process_takes_its_horse_down(connection, workers):
+    job = Queue(connection=connection).enqueue(jobs.idempotent_job, 30)
+    first = workers.start('w1')
+    wait_started(connection, job)
+    horse = first.horse_pid()
+    first.kill()
+    wait_until(lambda: is_gone(horse), timeout=5, what='the horse to die with its worker')
+    workers.start('w2')
+    wait_started(connection, job, 2)
+    assert len(finished_runs(connection, job.id)) == 0
+
+
+def test_worker_paused_past_its_lease_notices_the_takeover(connection, workers):
+    queue = Queue(connection=connection)
+    job = queue.enqueue(jobs.idempotent_job, 4)
+    first = workers.start('w1')
+    wait_started(connection, job)
+    first.kill(signal.SIGSTOP)
+    try:
+        workers.start('w2')
+        wait_started(connection, job, 2, timeout=15)  # w2 took it over
+    finally:
+        first.kill(signal.SIGCONT)
+    wait_status(job, JobStatus.FINISHED, timeout=30)
+    wait_until(lambda: stats(connection).get('taken_over', 0) >= 1, what='w1 to count the takeover')
+    wait_until(lambda: 'taken over' in first.log(), what='w1 to log the takeover')
+    assert first.process.poll() is None  # did not crash
+    time.sleep(1)
+    assert len(job.results()) == 1  # recorded once, by w2
+    assert reserved(connection, 'w1') == [] and reserved(connection, 'w2') == []
+    # w1 goes on working.
+    after = queue.enqueue(jobs.idempotent_job)
+    wait_status(after, JobStatus.FINISHED)
+
+
+def test_paused_worker_does_not_record_a_non_idempotent_job_failed_by_recovery(connection, workers):
+    # The horse (its own process group) runs on while its worker is stopped; it outlives the lease.
+    job = Queue(connection=connection).enqueue(jobs.late_job, 6)
+    first = workers.start('w1')
+    wait_started(connection, job)
+    first.kill(signal.SIGSTOP)
+    try:
+        workers.start('w2')
+        wait_status(job, JobStatus.FAILED, timeout=15)
+        wait_until(lambda: finished_runs(connection, job.id), what='the horse to finish while w1 is stopped')
+    finally:
+        first.kill(signal.SIGCONT)
+    wait_until(lambda: 'taken over' in first.log(), what='the paused worker to notice')
+    time.sleep(1)
+    assert status(job) == JobStatus.FAILED  # the worker-lost failure stands
+    assert [r.type.name for r in job.results()] == ['FAILED']
+    assert len(started_runs(connection, job.id)) == 1
+
+
+def test_lost_dequeue_reply_gets_the_job_back(connection, workers, redis_server):
+    url = urlparse(workers.redis_url)
+    proxy = ReplyDroppingProxy(url.hostname, url.port)
+    try:
+        queue = Queue(connection=connection)
+        workers.redis_url = f'redis://127.0.0.1:{proxy.port}{url.path}'
+        worker = workers.start('w1')
+        job_id = 'lost-reply-job'
+        proxy.arm(job_id.encode())
+        job = queue.enqueue(jobs.idempotent_job, job_id=job_id)
+        assert proxy.dropped.wait(10), 'the reply was never dropped'
+        wait_status(job, JobStatus.FINISHED, timeout=10)
+        assert len(started_runs(connection, job.id)) == 1
+        assert reserved(connection, 'w1') == []
+        assert worker.process.poll() is None
+    finally:
+        proxy.close()
+
+
+def test_several_queues_priority_and_origin(connection, workers):
+    high, low = Queue('high', connection=connection), Queue('low', connection=connection)
+    low_job = low.enqueue(jobs.idempotent_job, 3)
+    high_job = high.enqueue(jobs.idempotent_job)
+    first = workers.start('w1', ['high', 'low'])
+    wait_status(high_job, JobStatus.FINISHED)
+    wait_started(connection, low_job)
+    assert started_runs(connection, high_job.id)[0]['at'] < started_runs(connection, low_job.id)[0]['at']
+    first.kill()
+    workers.start('w2', ['high', 'low'])
+    wait_status(low_job, JobStatus.FINISHED)
+    assert [r['redeliveries'] for r in started_runs(connection, low_job.id)] == [0, 1]
+    assert high.get_job_ids() == [] and low.get_job_ids() == []
+
+
+def test_early_ack_jobs_leave_the_reservation_when_they_start(connection, workers):
+    job = Queue(connection=connection).enqueue(jobs.plain_job, 30)
+    first = workers.start('w1')
+    wait_started(connection, job)
+    assert reserved(connection, 'w1') == []
+    first.kill()
+    workers.start('w2')
+    time.sleep(3)
+    assert status(job) == JobStatus.STARTED  # RQ's own abandoned-job handling owns it now
+    assert len(started_runs(connection, job.id)) == 1
+
+
+def test_restart_under_the_same_name_recovers_its_own_reservations(connection, workers):
+    job = Queue(connection=connection).enqueue(jobs.idempotent_job, 2)
+    first = workers.start('fixed-name')
+    wait_started(connection, job)
+    first.kill()
+    first.wait()
+    wait_until(lambda: not connection.exists('rq:acklate:alive:fixed-name'), what='the old lease to expire')
+    second = workers.start('fixed-name')
+    wait_status(job, JobStatus.FINISHED)
+    assert 'left reserved' in second.log()
+    assert [r['redeliveries'] for r in started_runs(connection, job.id)] == [0, 1]
+
+
+def test_long_job_never_looks_dead(connection, workers):
+    job = Queue(connection=connection).enqueue(jobs.late_job, 6)  # three liveness TTLs
+    workers.start('w1')
+    workers.start('w2')
+    wait_status(job, JobStatus.FINISHED, timeout=30)
+    assert len(started_runs(connection, job.id)) == 1
+    assert 'taken over' not in ''.join(w.log() for w in workers.started)
+
+
+def test_cold_shutdown_requeues_an_idempotent_job_on_the_way_out(connection, workers):
+    job = Queue(connection=connection).enqueue(jobs.idempotent_job, 30)
+    first = workers.start('w1')
+    wait_started(connection, job)
+    first.kill(signal.SIGTERM)
+    time.sleep(1.5)  # RQ ignores a second signal within 1 s
+    first.kill(signal.SIGTERM)  # the second one is a cold shutdown
+    first.wait(20)  # exits (raises TimeoutExpired otherwise)
+    assert queue_state(connection, job) == ('queued', 1)
+    assert reserved(connection, 'w1') == []
+
+
+def queue_state(connection, job):
+    return status(job), int(connection.hget(job.key, 'acklate_redeliveries') or 0)
+
+
+def test_simple_worker_redelivers_and_keeps_long_jobs_alive(connection, workers):
+    queue = Queue(connection=connection)
+    long_job = queue.enqueue(jobs.idempotent_job, 5)
+    workers.start('s1', worker_class='rq_acklate.LateAckSimpleWorker')
+    workers.start('s2', worker_class='rq_acklate.LateAckSimpleWorker')
+    wait_status(long_job, JobStatus.FINISHED, timeout=30)
+    assert len(started_runs(connection, long_job.id)) == 1  # 5 s > 2 s TTL: the thread kept it alive
+
+    killed = queue.enqueue(jobs.idempotent_job, 3)
+    wait_started(connection, killed)
+    runner = next(w for w in workers.started if started_runs(connection, killed.id)[0]['pid'] == w.pid)
+    runner.kill()
+    wait_status(killed, JobStatus.FINISHED)
+    starts = started_runs(connection, killed.id)
+    assert [r['redeliveries'] for r in starts] == [0, 1]
+    assert starts[1]['pid'] != runner.pid
+    assert len(finished_runs(connection, killed.id)) == 1
