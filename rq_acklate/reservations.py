@@ -3,8 +3,9 @@
 Life of a reservation (``W`` is the worker, ``J`` the job):
 
 1. **reserve**: ``J``'s id moves from its queue to ``rq:acklate:reserved:W`` in one command:
-   ``reserve.lua`` tries every queue in priority order; when all are empty, ``BLMOVE`` waits on the
-   first. There is no moment at which ``J`` is in neither list. A reply lost on the network leaves
+   ``reserve.lua`` tries every queue in priority order; a single-queue worker then waits with
+   ``BLMOVE``, a multi-queue one with its doorbells (:mod:`rq_acklate.doorbells`). There is no
+   moment at which ``J`` is in neither list. A reply lost on the network leaves
    ``J`` in ``W``'s list, where ``W`` finds it: ``reserve.lua`` refuses to reserve more while the
    list is not empty, and the ``LRANGE`` ``W`` adds to its next heartbeat spots it at once.
 2. **start**: in the same ``MULTI`` in which RQ creates ``J``'s execution, ``W`` either drops the
@@ -78,8 +79,8 @@ class Reservations:
     def reserve(
         self, queue_keys: Sequence[str], timeout: float | None, *, check_empty: bool = True
     ) -> tuple[str, str] | str | None:
-        """Take the first job of the first non-empty queue (``reserve.lua``); when all are empty and
-        a ``timeout`` is given, block on the first queue for up to that long (``BLMOVE``).
+        """Take the first job of the first non-empty queue (``reserve.lua``); when it is empty and a
+        ``timeout`` is given (single-queue workers), block on it for up to that long (``BLMOVE``).
 
         Returns ``(queue_key, job_id)``, ``None`` when nothing came, or :data:`NOT_EMPTY` when the
         worker's list already holds jobs it never received (see ``reserve.lua``).

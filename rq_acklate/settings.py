@@ -43,9 +43,6 @@ class Settings:
     max_redeliveries: int = 3
     #: Policy of jobs neither decorated, matched by a pattern, nor overridden in meta.
     default_policy: str = 'early'
-    #: Longest wait, in seconds, before a worker listening on several queues looks at the
-    #: lower-priority ones again (the first queue is watched with a blocking move).
-    poll_interval: float = 1.0
     #: Glob patterns of dotted function names that are late-ack (for functions you cannot decorate).
     late_ack: tuple[str, ...] = ()
     #: Glob patterns of dotted function names that are idempotent.
@@ -151,7 +148,6 @@ _PARSERS = {
     'liveness_ttl': _positive_float,
     'heartbeat_interval': _positive_float,
     'recovery_interval': _positive_float,
-    'poll_interval': _positive_float,
     'max_redeliveries': _non_negative_int,
     'default_policy': _policy,
     'late_ack': _patterns,

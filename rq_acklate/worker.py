@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
+import functools
 import logging
 import os
 import signal
@@ -49,6 +49,7 @@ from rq.utils import as_text, get_version, now, utcformat
 from rq.worker import SimpleWorker, Worker, WorkerStatus
 
 from . import keys, signals
+from .doorbells import Doorbells
 from .errors import RedisVersionError
 from .keys import WorkerKeys
 from .liveness import LeaseState, LivenessThread, lease_value
@@ -65,8 +66,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger('rq_acklate.worker')
 
 MIN_REDIS_VERSION = (6, 2, 0)
-#: First wait on the first queue when a multi-queue worker runs dry; doubles up to poll_interval.
-FIRST_POLL = 0.05
 
 
 @dataclass
@@ -93,7 +92,6 @@ class LateAckWorkerMixin:
     recovery_interval: float | None = None
     max_redeliveries: int | None = None
     default_policy: str | None = None
-    poll_interval: float | None = None
 
     # Attributes provided by RQ's BaseWorker, declared for type checkers.
     if TYPE_CHECKING:
@@ -121,7 +119,6 @@ class LateAckWorkerMixin:
         recovery_interval: float | None = None,
         max_redeliveries: int | None = None,
         default_policy: str | None = None,
-        poll_interval: float | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
@@ -133,7 +130,6 @@ class LateAckWorkerMixin:
                 'recovery_interval': recovery_interval,
                 'max_redeliveries': max_redeliveries,
                 'default_policy': default_policy,
-                'poll_interval': poll_interval,
             },
             class_attrs=class_attrs,
         )
@@ -151,6 +147,7 @@ class LateAckWorkerMixin:
         self._needs_reconcile = False
         self._horse_killed_on_purpose = False
         self._settled_here: str | None = None
+        self._doorbells: Doorbells | None = None
 
     # -- shared helpers --------------------------------------------------------------------------
 
@@ -203,6 +200,8 @@ class LateAckWorkerMixin:
             )
         super().bootstrap(*args, **kwargs)  # type: ignore[misc]
         _log_like_rq(*args, **kwargs)
+        if sys.platform.startswith('linux'):
+            _prctl()  # look it up here, not in every work horse
         reservations = self._reservations
         own = self._recoverer().recover_worker(self.name, require_dead=True, loss='worker-restarted')
         if own.outcomes:
@@ -262,9 +261,7 @@ class LateAckWorkerMixin:
         """What ``Queue.dequeue_any`` does, but reserving: see :mod:`rq_acklate.reservations`."""
         self._flush_pending()
         queue_keys = [q.key for q in queues]
-        settings = self.acklate_settings
         deadline = None if timeout is None else time.monotonic() + timeout
-        poll = FIRST_POLL
         check_empty = True
         while True:
             wait = None
@@ -272,11 +269,13 @@ class LateAckWorkerMixin:
                 remaining = deadline - time.monotonic()
                 if remaining < 0.01:
                     raise DequeueTimeout(timeout, queue_keys)
-                # Come back at least every recovery_interval (lost replies are found on the way), and
-                # for several queues every poll: only the first queue can be waited on.
-                wait = min(remaining, settings.recovery_interval if len(queue_keys) == 1 else poll)
+                # Come back at least every recovery_interval: lost replies are found on the way.
+                wait = min(remaining, self.acklate_settings.recovery_interval)
             lapses = self._acklate_lease.read()[1]
-            found = self._reservations.reserve(queue_keys, wait, check_empty=check_empty)
+            # One queue: BLMOVE waits and takes in one step. Several: reserve.lua takes, doorbells wait.
+            found = self._reservations.reserve(
+                queue_keys, wait if len(queue_keys) == 1 else None, check_empty=check_empty
+            )
             if found == NOT_EMPTY:
                 held_before = self._reservations.held()
                 self._reconcile()
@@ -284,9 +283,12 @@ class LateAckWorkerMixin:
                 check_empty = self._reservations.held() != held_before
                 continue
             if found is None:
-                if deadline is None:
+                if wait is None:
                     return None
-                poll = min(poll * 2, settings.poll_interval)
+                if len(queue_keys) > 1:
+                    doorbells = self._doorbells_for(queue_keys)
+                    doorbells.arm()
+                    doorbells.wait(wait)
                 continue
             assert isinstance(found, tuple)
             queue_key, job_id = found
@@ -317,6 +319,21 @@ class LateAckWorkerMixin:
                 redeliveries=job.meta.get(REDELIVERIES_META_KEY, 0),
             )
             return job, queue
+
+    def _doorbells_for(self, queue_keys: list[str]) -> Doorbells:
+        """The doorbells of these queues (RQ's round-robin strategy reorders, never changes, them)."""
+        if self._doorbells is None or set(self._doorbells.queue_keys) != set(queue_keys):
+            if self._doorbells is not None:
+                self._doorbells.stop()
+            block = self._doorbell_block()
+            self._doorbells = Doorbells(self.connection, queue_keys, self.name, max_block=block)
+            self._doorbells.start()
+        return self._doorbells
+
+    def _doorbell_block(self) -> float:
+        """How long a doorbell blocks per call: well inside RQ's socket timeout for this connection."""
+        socket_timeout = self.connection.connection_pool.connection_kwargs.get('socket_timeout') or 60
+        return max(1.0, min(30.0, float(socket_timeout) - 5))
 
     def _load_reserved_job(
         self, job_id: str, queue_key: str, job_class: type[Job], serializer: Any
@@ -405,7 +422,9 @@ class LateAckWorkerMixin:
     # -- ack and the lost-reply check, in RQ's heartbeat pipeline ---------------------------------
 
     def heartbeat(self, timeout: int | None = None, pipeline: Pipeline | None = None) -> None:
-        if pipeline is not None or self.is_horse or not (self._pending_ack or self._pending_held_check):
+        """RQ's heartbeat, sent as one pipeline that also carries the pending ack and lost-reply
+        check. (RQ sends its HSET and EXPIRE as two round trips; one is enough.)"""
+        if pipeline is not None or self.is_horse:
             super().heartbeat(timeout, pipeline=pipeline)  # type: ignore[misc]
             return
         with self.connection.pipeline(transaction=False) as pipe:
@@ -416,7 +435,8 @@ class LateAckWorkerMixin:
         for result in results[:ours]:
             if isinstance(result, Exception):
                 raise result
-        self._handle_pending(results[ours:])
+        if len(results) > ours:
+            self._handle_pending(results[ours:])
 
     def _flush_pending(self) -> None:
         if self._pending_ack or self._pending_held_check:
@@ -568,6 +588,8 @@ class LateAckWorkerMixin:
         if self._acklate_liveness is None:
             return  # never bootstrapped
         self._acklate_liveness.stop()
+        if self._doorbells is not None:
+            self._doorbells.stop()
         try:
             if self.horse_pid:
                 # Leaving with a horse still running (an error in the main loop): take it down
@@ -624,6 +646,15 @@ def _reserving_queue_class(base: type[Queue], worker: LateAckWorkerMixin) -> typ
     )
 
 
+_PR_SET_PDEATHSIG = 1
+
+
+@functools.cache
+def _prctl() -> Any:
+    """libc's prctl, looked up once in the worker's main process (horses inherit it)."""
+    return ctypes.CDLL(None, use_errno=True).prctl
+
+
 def die_with_parent(parent_pid: int) -> None:
     """Have the kernel SIGKILL this process when ``parent_pid`` dies (Linux ``PR_SET_PDEATHSIG``).
 
@@ -633,9 +664,7 @@ def die_with_parent(parent_pid: int) -> None:
     if not sys.platform.startswith('linux'):
         return
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library('c') or 'libc.so.6', use_errno=True)
-        pr_set_pdeathsig = 1
-        libc.prctl(pr_set_pdeathsig, int(signal.SIGKILL), 0, 0, 0)
+        _prctl()(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
     except (OSError, AttributeError):
         logger.warning('rq-acklate: could not set PR_SET_PDEATHSIG; a horse may outlive its worker')
         return

@@ -5,17 +5,28 @@ from __future__ import annotations
 import threading
 import time
 
-import jobs
 import pytest
 from rq import Queue
 from rq.exceptions import DequeueTimeout
-from states import queue_ids, reserved_ids
 
 from rq_acklate import LateAckWorker, keys
 
+import jobs
+from states import queue_ids, reserved_ids
 
-def worker_on(connection, *queues, **kwargs):
-    return LateAckWorker(list(queues), name='w', connection=connection, **kwargs)
+
+@pytest.fixture
+def worker_on(connection):
+    made = []
+
+    def make(_connection, *queues, **kwargs):
+        made.append(LateAckWorker(list(queues), name='w', connection=connection, **kwargs))
+        return made[-1]
+
+    yield make
+    for worker in made:  # what teardown does: the doorbell threads go quiet
+        if worker._doorbells is not None:
+            worker._doorbells.stop()
 
 
 def dequeue(worker, timeout=None):
@@ -24,7 +35,7 @@ def dequeue(worker, timeout=None):
     )
 
 
-def test_reserves_in_priority_order_and_atomically(connection):
+def test_reserves_in_priority_order_and_atomically(connection, worker_on):
     high, low = Queue('high', connection=connection), Queue('low', connection=connection)
     low_job = low.enqueue(jobs.plain_job)
     high_job = high.enqueue(jobs.plain_job)
@@ -37,12 +48,12 @@ def test_reserves_in_priority_order_and_atomically(connection):
     assert high.get_job_ids() == [] and low.get_job_ids() == [low_job.id]
 
 
-def test_returns_none_when_empty_without_timeout(connection):
+def test_returns_none_when_empty_without_timeout(connection, worker_on):
     assert dequeue(worker_on(connection, 'a', 'b')) is None
 
 
-def test_raises_dequeue_timeout_after_the_timeout(connection):
-    worker = worker_on(connection, 'a', 'b', poll_interval=0.1)
+def test_raises_dequeue_timeout_after_the_timeout(connection, worker_on):
+    worker = worker_on(connection, 'a', 'b')
     started = time.monotonic()
     with pytest.raises(DequeueTimeout):
         dequeue(worker, timeout=1)
@@ -50,10 +61,10 @@ def test_raises_dequeue_timeout_after_the_timeout(connection):
 
 
 @pytest.mark.parametrize(
-    ('queues', 'target', 'bound'), [(['a'], 'a', 0.3), (['a', 'b'], 'a', 0.3), (['a', 'b'], 'b', 0.6)]
+    ('queues', 'target', 'bound'), [(['a'], 'a', 0.1), (['a', 'b'], 'a', 0.1), (['a', 'b', 'c'], 'c', 0.1)]
 )
-def test_a_blocked_worker_picks_up_new_jobs(connection, queues, target, bound):
-    worker = worker_on(connection, *queues, poll_interval=0.25)
+def test_a_blocked_worker_picks_up_new_jobs(connection, worker_on, queues, target, bound):
+    worker = worker_on(connection, *queues)
     enqueued = {}
 
     def enqueue_later():
@@ -68,7 +79,7 @@ def test_a_blocked_worker_picks_up_new_jobs(connection, queues, target, bound):
     assert waited < bound
 
 
-def test_a_job_whose_reply_was_lost_is_put_back_first(connection):
+def test_a_job_whose_reply_was_lost_is_put_back_first(connection, worker_on):
     queue = Queue('default', connection=connection)
     lost = queue.enqueue(jobs.plain_job)
     other = queue.enqueue(jobs.plain_job)
@@ -82,7 +93,7 @@ def test_a_job_whose_reply_was_lost_is_put_back_first(connection):
     assert queue_ids(connection) == [other.id]
 
 
-def test_vanished_jobs_are_skipped(connection):
+def test_vanished_jobs_are_skipped(connection, worker_on):
     queue = Queue('default', connection=connection)
     gone = queue.enqueue(jobs.plain_job)
     kept = queue.enqueue(jobs.plain_job)
@@ -94,7 +105,7 @@ def test_vanished_jobs_are_skipped(connection):
     assert reserved_ids(connection, 'w') == [kept.id]
 
 
-def test_unreadable_job_is_quarantined_not_lost(connection):
+def test_unreadable_job_is_quarantined_not_lost(connection, worker_on):
     queue = Queue('default', connection=connection)
     broken = queue.enqueue(jobs.plain_job)
     kept = queue.enqueue(jobs.plain_job)
@@ -108,7 +119,7 @@ def test_unreadable_job_is_quarantined_not_lost(connection):
     assert reserved_ids(connection, 'w') == [kept.id]
 
 
-def test_redelivery_count_reaches_the_job_meta(connection):
+def test_redelivery_count_reaches_the_job_meta(connection, worker_on):
     queue = Queue('default', connection=connection)
     enqueued = queue.enqueue(jobs.idempotent_job)
     connection.hset(enqueued.key, keys.REDELIVERIES_FIELD, 2)

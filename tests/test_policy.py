@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pickle
 
-import jobs
 import pytest
 from rq import Queue
 from rq.job import Job
@@ -12,6 +11,8 @@ from rq.serializers import JSONSerializer
 
 from rq_acklate import ConfigurationError, Policy, Settings, idempotent, late_ack, policy_meta
 from rq_acklate.policy import SAFE_POLICY, PolicyResolver, marks_of, peek_function_name
+
+import jobs
 
 
 def settings(**overrides):

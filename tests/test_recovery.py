@@ -5,18 +5,19 @@ from __future__ import annotations
 import multiprocessing
 import threading
 
-import jobs
 import pytest
-from helpers import stats
 from rq import Queue, Retry
 from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry, StartedJobRegistry
 from rq.results import Result
 from rq.serializers import JSONSerializer
-from states import begin, dead_worker, queue_ids, reserve, reserved_ids, start
 
 from rq_acklate import Settings, keys, recover
 from rq_acklate.recovery import Recoverer
+
+import jobs
+from helpers import stats
+from states import begin, dead_worker, queue_ids, reserve, reserved_ids, start
 
 
 def outcome_of(report, job_id):

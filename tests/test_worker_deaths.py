@@ -10,13 +10,14 @@ import signal
 import time
 from urllib.parse import urlparse
 
-import jobs
 import pytest
-from faults import ReplyDroppingProxy
-from helpers import finished_runs, is_gone, reserved, started_runs, stats, wait_until
 from rq import Queue
 from rq.job import JobStatus
 from rq.registry import FailedJobRegistry
+
+import jobs
+from faults import ReplyDroppingProxy
+from helpers import finished_runs, is_gone, reserved, started_runs, stats, wait_until
 
 pytestmark = pytest.mark.timeout(90)
 
