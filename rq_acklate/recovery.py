@@ -17,12 +17,13 @@ scheduled by RQ / started by another worker / deleted
 
 Recovery reads only Redis hashes: it never imports or unpickles user code. One worker per
 ``recovery_interval`` holds ``rq:acklate:recovery-lease`` and scans every registered worker, so the
-cluster-wide cost per interval is O(workers). Work is done in batches (every script handles one
-job), so Redis is never blocked by a long script.
+cluster-wide cost per interval is O(workers). Work is done in batches of at most
+:data:`BATCH_SIZE` jobs per script call, so Redis is never blocked by a long script.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import time
@@ -43,7 +44,7 @@ from . import keys, signals
 from .keys import WorkerKeys
 from .policy import SAFE_POLICY, Policy
 from .reservations import StartRecord
-from .scripts import Scripts
+from .scripts import LuaScript, Scripts
 from .settings import Settings
 
 logger = logging.getLogger('rq_acklate.recovery')
@@ -52,6 +53,8 @@ logger = logging.getLogger('rq_acklate.recovery')
 _JOB_ID = re.compile(r'[A-Za-z0-9_-]+')
 _FINAL_OR_ELSEWHERE = ('finished', 'failed', 'stopped', 'canceled', 'scheduled', 'deferred')
 BATCH_SIZE = 200
+#: Dead workers handled per pipeline round.
+GROUP_SIZE = 50
 
 
 @dataclass(frozen=True)
@@ -68,25 +71,21 @@ class JobSnapshot:
     redeliveries: int = 0
 
     @classmethod
-    def from_hmget(cls, job_id: str, values: Sequence[Any]) -> JobSnapshot:
-        status, origin, started_at, worker_name, failure_ttl, redeliveries = (
-            as_text(v) if v is not None else None for v in values
-        )
-        if status is None and origin is None:
+    def from_row(cls, job_id: str, row: Sequence[Any]) -> JobSnapshot:
+        """From one row of ``snapshot.lua``."""
+        exists, status, origin, started_at, worker_name, failure_ttl, redeliveries = row[:7]
+        if not exists:
             return cls(job_id, exists=False)
         return cls(
             job_id,
             exists=True,
-            status=status or '',
-            origin=origin or '',
-            started_at=started_at or '',
-            worker_name=worker_name or '',
+            status=status,
+            origin=origin,
+            started_at=started_at,
+            worker_name=worker_name,
             failure_ttl=_int_or_none(failure_ttl),
             redeliveries=_int_or_none(redeliveries) or 0,
         )
-
-
-SNAPSHOT_FIELDS = ('status', 'origin', 'started_at', 'worker_name', 'failure_ttl', keys.REDELIVERIES_FIELD)
 
 
 @dataclass(frozen=True)
@@ -205,6 +204,21 @@ class RecoveryReport:
         return asdict(self) | {'counts': self.counts()}
 
 
+@dataclass
+class _Batch:
+    """One ``settle.lua`` call: the decisions it carries, and its keys and argument."""
+
+    plans: list[tuple[JobSnapshot, str, Decision]] = field(default_factory=list)
+    keys: list[str] = field(default_factory=list)
+    args: list[str] = field(default_factory=list)
+
+    def dry_run(self) -> list[JobOutcome]:
+        return [
+            JobOutcome(s.job_id, s.origin, 'skipped', f'would {d.action}: {d.reason}', s.redeliveries)
+            for s, _fp, d in self.plans
+        ]
+
+
 class Recoverer:
     """Settles reservations. Used by workers (periodically, at startup, for their own lost replies)
     and by :func:`recover` / ``rq-acklate recover``."""
@@ -262,16 +276,96 @@ class Recoverer:
         names = [n for n in names if n not in set(exclude)]
         report.checked_workers = len(names)
         report.dead_workers = self.dead_workers(names)
-        for name in report.dead_workers:
+        for group in _chunks(report.dead_workers, GROUP_SIZE):
+            leftovers: list[str] = []
             try:
-                report.workers.append(self.recover_worker(name, require_dead=True, dry_run=dry_run))
-            except Exception as exc:  # keep going: one bad worker must not block the others
-                logger.exception('rq-acklate: recovery of worker %s failed', name)
-                report.errors.append(f'{name}: {type(exc).__name__}: {exc}')
+                done, leftovers = self._recover_group(group, dry_run)
+                report.workers += done
+            except Exception as exc:  # fall back to one worker at a time
+                logger.warning('rq-acklate: grouped recovery failed (%s); going worker by worker', exc)
+                leftovers = group
+            for name in leftovers:
+                try:
+                    report.workers.append(self.recover_worker(name, require_dead=True, dry_run=dry_run))
+                except Exception as exc:  # keep going: one bad worker must not block the others
+                    logger.exception('rq-acklate: recovery of worker %s failed', name)
+                    report.errors.append(f'{name}: {type(exc).__name__}: {exc}')
             if self.between_batches is not None:
                 self.between_batches()
         report.duration = time.monotonic() - started
+        if report.outcomes or report.errors:
+            logger.warning(
+                'rq-acklate: recovery: %d dead worker(s) %s; jobs: %s%s',
+                len(report.dead_workers),
+                _names(report.dead_workers),
+                report.counts(),
+                f'; errors: {report.errors}' if report.errors else '',
+            )
         return report
+
+    def _recover_group(self, names: list[str], dry_run: bool) -> tuple[list[WorkerRecovery], list[str]]:
+        """Settle several dead workers' jobs with one pipeline per step (list, snapshot, settle,
+        forget) instead of several round trips per worker. Workers that need more than one batch,
+        or whose state moved meanwhile, are returned as leftovers for :meth:`recover_worker`."""
+        workers = [WorkerKeys(name) for name in names]
+        with self.connection.pipeline(transaction=False) as pipe:
+            for wk in workers:
+                pipe.lrange(wk.reserved, 0, BATCH_SIZE)
+            listed = [[as_text(i) for i in ids] for ids in pipe.execute()]
+        leftovers = [wk.name for wk, ids in zip(workers, listed, strict=True) if len(ids) > BATCH_SIZE]
+        busy = [(wk, ids) for wk, ids in zip(workers, listed, strict=True) if 0 < len(ids) <= BATCH_SIZE]
+        empty = [wk for wk, ids in zip(workers, listed, strict=True) if not ids]
+
+        snapshots = self._pipelined(
+            self.scripts.snapshot, [([wk.reservations, *map(keys.rq_job, ids)], ids) for wk, ids in busy]
+        )
+        batches = [
+            self._plan_batch(wk, ids, rows, True, 'worker-lost')
+            for (wk, ids), rows in zip(busy, snapshots, strict=True)
+        ]
+        done: list[WorkerRecovery] = []
+        if dry_run:
+            for (wk, _ids), batch in zip(busy, batches, strict=True):
+                done.append(WorkerRecovery(wk.name, batch.dry_run()))
+            return done + [WorkerRecovery(wk.name) for wk in empty], leftovers
+
+        answers = self._pipelined(self.scripts.settle, [(b.keys, b.args) for b in batches])
+        settled = []
+        for (wk, _ids), batch, answer in zip(busy, batches, answers, strict=True):
+            outcomes = self._apply_batch(wk, batch, answer)
+            if any(o.action in ('retry', 'stop') for o in outcomes):
+                done_here = [o for o in outcomes if o.action not in ('retry', 'stop')]
+                if done_here:
+                    done.append(WorkerRecovery(wk.name, done_here))
+                leftovers.append(wk.name)
+                continue
+            settled.append((wk, WorkerRecovery(wk.name, outcomes)))
+        forget = [wk for wk, _r in settled] + empty
+        forgotten = self._pipelined(
+            self.scripts.forget_worker,
+            [([keys.WORKERS, wk.alive, wk.reserved, wk.reservations, wk.info], [wk.name]) for wk in forget],
+        )
+        for (wk, result), was_forgotten in zip(settled, forgotten, strict=False):
+            result.forgotten = bool(was_forgotten)
+            logger.info('rq-acklate: settled the jobs of dead worker %s: %s', wk.name, result.counts())
+            signals.send(signals.worker_recovered, self, worker_name=wk.name, counts=result.counts())
+            done.append(result)
+        for wk, was_forgotten in zip(empty, forgotten[len(settled) :], strict=True):
+            done.append(WorkerRecovery(wk.name, forgotten=bool(was_forgotten)))
+        return done, leftovers
+
+    def _pipelined(self, script: LuaScript, calls: list[tuple[list[str], list[Any]]]) -> list[Any]:
+        """Run ``script`` once per call in one pipeline (repeating any the server had lost)."""
+        if not calls:
+            return []
+        with self.connection.pipeline(transaction=False) as pipe:
+            for script_keys, args in calls:
+                script.queue_in(pipe, script_keys, args)
+            results = pipe.execute(raise_on_error=False)
+        return [
+            script.retry_if_missing(result, script_keys, args)
+            for (script_keys, args), result in zip(calls, results, strict=True)
+        ]
 
     # -- one worker ------------------------------------------------------------------------------
 
@@ -317,118 +411,109 @@ class Recoverer:
         if not dry_run and require_dead and not excluded and only is None:
             result.forgotten = self._forget(wk)
         if result.outcomes and not dry_run:
+            logger.warning(
+                'rq-acklate: settled the jobs of worker %s (%s): %s', worker_name, loss, result.counts()
+            )
             signals.send(signals.worker_recovered, self, worker_name=worker_name, counts=result.counts())
         return result
 
     def _settle_batch(
         self, wk: WorkerKeys, job_ids: list[str], require_dead: bool, dry_run: bool, loss: str
     ) -> list[JobOutcome]:
-        with self.connection.pipeline(transaction=False) as pipe:
-            pipe.hmget(wk.reservations, job_ids)
-            for job_id in job_ids:
-                pipe.hmget(keys.rq_job(job_id), SNAPSHOT_FIELDS)
-            raw = pipe.execute()
-        raw_records = raw[0]
-        snapshots = [
-            JobSnapshot.from_hmget(job_id, values) for job_id, values in zip(job_ids, raw[1:], strict=True)
-        ]
-        plans = []
-        for snapshot, raw_record in zip(snapshots, raw_records, strict=True):
-            record = StartRecord.decode(raw_record)
-            decision = decide(snapshot, record, wk.name, self.settings.max_redeliveries, loss=loss)
-            plans.append((snapshot, raw_record, decision))
+        rows = self.scripts.snapshot([wk.reservations, *map(keys.rq_job, job_ids)], job_ids)
+        batch = self._plan_batch(wk, job_ids, rows, require_dead, loss)
         if dry_run:
-            return [
-                JobOutcome(s.job_id, s.origin, 'skipped', f'would {d.action}: {d.reason}', s.redeliveries)
-                for s, _r, d in plans
-            ]
+            return batch.dry_run()
+        return self._apply_batch(wk, batch, self.scripts.settle(batch.keys, batch.args))
+
+    def _plan_batch(
+        self, wk: WorkerKeys, job_ids: list[str], raw_rows: Any, require_dead: bool, loss: str
+    ) -> _Batch:
+        """Decide each job's action from ``snapshot.lua``'s rows, and build the ``settle.lua`` call."""
+        # Garbage in a job hash may not be UTF-8: decide on a readable copy, guard with the fingerprint.
+        rows = json.loads(raw_rows.decode('utf-8', 'replace') if isinstance(raw_rows, bytes) else raw_rows)
+        batch = _Batch()
+        for job_id, row in zip(job_ids, rows, strict=True):
+            snapshot = JobSnapshot.from_row(job_id, row)
+            record = StartRecord.decode(row[7] or None)
+            decision = decide(snapshot, record, wk.name, self.settings.max_redeliveries, loss=loss)
+            batch.plans.append((snapshot, row[8], decision))
 
         now_dt = now()
-        with self.connection.pipeline(transaction=False) as pipe:
-            calls = []
-            for snapshot, raw_record, decision in plans:
-                keys_, args = self._settle_call(wk, snapshot, raw_record, decision, require_dead, now_dt)
-                self.scripts.settle.queue_in(pipe, keys_, args)
-                calls.append((keys_, args))
-            results = pipe.execute(raise_on_error=False)
+        now_text = utcformat(now_dt)
+        origins: list[str] = sorted({s.origin for s, _fp, d in batch.plans if d.action != 'drop'})
+        origin_index = {origin: i + 1 for i, origin in enumerate(origins)}
+        batch.keys = [wk.alive, wk.rq_worker, wk.reserved, wk.reservations, keys.STATS, keys.RQ_QUEUES]
+        batch.keys.append(keys.QUARANTINE)
+        for origin in origins:
+            batch.keys += [keys.rq_queue(origin), keys.rq_wip(origin), keys.rq_failed(origin)]
+        jobs = []
+        failure_results: dict[str, list[Any]] = {}
+        for snapshot, fingerprint, decision in batch.plans:
+            job_id = snapshot.job_id
+            # Only the keys the action touches: the job; its executions unless dropped; its results
+            # and dependents when failed.
+            first_key = len(batch.keys) + 1
+            batch.keys.append(keys.rq_job(job_id))
+            if decision.action != 'drop':
+                batch.keys.append(keys.rq_executions(job_id))
+            if decision.action == 'fail':
+                batch.keys += [keys.rq_results(job_id), keys.rq_job_dependents(job_id)]
+                if decision.failure_text not in failure_results:
+                    failure_results[decision.failure_text] = self._failure_result(wk.name, decision)
+            jobs.append(
+                {
+                    'id': job_id,
+                    'key': first_key,
+                    'action': decision.action,
+                    'origin': origin_index.get(snapshot.origin, 0) if decision.action != 'drop' else 0,
+                    'fp': fingerprint,
+                    'counter': decision.counter,
+                    'redeliver': 1 if decision.count_redelivery else 0,
+                    'reason': decision.failure_text,
+                    'ttl': snapshot.failure_ttl if snapshot.failure_ttl is not None else DEFAULT_FAILURE_TTL,
+                    'quarantine': _quarantine_record(decision.quarantine, wk.name, now_text),
+                    'result': failure_results.get(decision.failure_text, []),
+                }
+            )
+        plan = {
+            'dead': 1 if require_dead else 0,
+            'now': now_text,
+            'ts': round(now_dt.timestamp(), 6),
+            'origins': len(origins),
+            'jobs': jobs,
+        }
+        batch.args = [json.dumps(plan, separators=(',', ':'))]
+        return batch
 
+    def _apply_batch(self, wk: WorkerKeys, batch: _Batch, raw: Any) -> list[JobOutcome]:
+        """Turn ``settle.lua``'s answer into outcomes, and do what must follow (signals, dependents)."""
+        if as_text(raw) == 'alive':
+            return [JobOutcome(batch.plans[0][0].job_id, '', 'stop', 'alive')]
         outcomes = []
-        for (snapshot, _raw_record, decision), (keys_, args), result in zip(
-            plans, calls, results, strict=True
+        for (snapshot, _fp, decision), (status, redeliveries, dependents) in zip(
+            batch.plans, json.loads(as_text(raw)), strict=True
         ):
-            try:
-                status, redeliveries, dependents = self.scripts.settle.retry_if_missing(result, keys_, args)
-            except Exception as exc:
-                logger.error(
-                    'rq-acklate: could not settle job %s of worker %s: %s', snapshot.job_id, wk.name, exc
-                )
-                outcomes.append(
-                    JobOutcome(snapshot.job_id, snapshot.origin, 'error', decision.reason, error=str(exc))
-                )
-                continue
-            status = as_text(status)
-            if status == 'alive':
-                return [*outcomes, JobOutcome(snapshot.job_id, snapshot.origin, 'stop', 'alive')]
-            if status in ('changed', 'gone'):
+            if status != 'ok':
                 outcomes.append(JobOutcome(snapshot.job_id, snapshot.origin, 'retry', status))
                 continue
             outcomes.append(self._after_settle(wk, snapshot, decision, int(redeliveries), int(dependents)))
         return outcomes
 
-    def _settle_call(
-        self,
-        wk: WorkerKeys,
-        snapshot: JobSnapshot,
-        raw_record: Any,
-        decision: Decision,
-        require_dead: bool,
-        now_dt: Any,
-    ) -> tuple[list[str], list[Any]]:
-        job_id, origin = snapshot.job_id, snapshot.origin
-        keys_ = [
-            wk.alive,
-            wk.rq_worker,
-            wk.reserved,
-            wk.reservations,
-            keys.rq_job(job_id),
-            keys.rq_executions(job_id),
-            keys.rq_queue(origin),
-            keys.rq_wip(origin),
-            keys.rq_failed(origin),
-            keys.rq_results(job_id),
-            keys.rq_job_dependents(job_id),
-            keys.RQ_QUEUES,
-            keys.STATS,
-            keys.QUARANTINE,
-        ]
-        failure_ttl = snapshot.failure_ttl if snapshot.failure_ttl is not None else DEFAULT_FAILURE_TTL
-        args: list[Any] = [
-            job_id,
-            decision.action,
-            '1' if require_dead else '0',
-            snapshot.status if snapshot.exists else '',
-            snapshot.started_at,
-            as_text(raw_record) if raw_record is not None else '',
-            utcformat(now_dt),
-            f'{now_dt.timestamp():.6f}',
-            decision.counter,
-            '1' if decision.count_redelivery else '0',
-            decision.failure_text,
-            str(failure_ttl),
-            decision.quarantine and f'{decision.quarantine} (worker {wk.name}, {utcformat(now_dt)})',
-        ]
-        if decision.action == 'fail':
-            result = Result(
-                job_id,
-                Result.Type.FAILED,
-                connection=self.connection,
-                exc_string=decision.failure_text,
-                worker_name=wk.name,
-                serializer=self.serializer,
-            )
-            for name, value in result.serialize().items():
-                args.extend([name, value])
-        return keys_, args
+    def _failure_result(self, worker_name: str, decision: Decision) -> list[Any]:
+        """The fields RQ's own ``Result.create_failure`` would store for this failure."""
+        result = Result(
+            '',
+            Result.Type.FAILED,
+            connection=self.connection,
+            exc_string=decision.failure_text,
+            worker_name=worker_name,
+            serializer=self.serializer,
+        )
+        fields: list[Any] = []
+        for name, value in result.serialize().items():
+            fields += [name, value]
+        return fields
 
     def _after_settle(
         self, wk: WorkerKeys, snapshot: JobSnapshot, decision: Decision, redeliveries: int, dependents: int
@@ -436,8 +521,7 @@ class Recoverer:
         job_id, queue = snapshot.job_id, snapshot.origin
         action = {'requeue': 'requeued', 'fail': 'failed', 'drop': 'dropped'}[decision.action]
         outcome = JobOutcome(job_id, queue, action, decision.reason, redeliveries)
-        log = logger.warning if decision.action != 'drop' else logger.info
-        log('rq-acklate: %s job %s of worker %s (%s)', action, job_id, wk.name, decision.reason)
+        logger.info('rq-acklate: %s job %s of worker %s (%s)', action, job_id, wk.name, decision.reason)
         if decision.action == 'requeue':
             signals.send(
                 signals.job_requeued,
@@ -511,6 +595,17 @@ def recover(
 def _chunks(items: Sequence[str], size: int) -> Iterable[list[str]]:
     for start in range(0, len(items), size):
         yield list(items[start : start + size])
+
+
+def _names(names: list[str], shown: int = 5) -> str:
+    more = f' and {len(names) - shown} more' if len(names) > shown else ''
+    return '(' + ', '.join(names[:shown]) + more + ')'
+
+
+def _quarantine_record(reason: str, worker_name: str, at: str) -> str:
+    if not reason:
+        return ''
+    return json.dumps({'reason': reason, 'worker': worker_name, 'at': at})
 
 
 def _int_or_none(value: str | None) -> int | None:

@@ -65,5 +65,6 @@ class Scripts:
         self.reserve = LuaScript(connection, 'reserve')
         self.ack = LuaScript(connection, 'ack')
         self.fence = LuaScript(connection, 'fence')
+        self.snapshot = LuaScript(connection, 'snapshot')
         self.settle = LuaScript(connection, 'settle')
         self.forget_worker = LuaScript(connection, 'forget_worker')

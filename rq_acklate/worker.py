@@ -243,9 +243,7 @@ class LateAckWorkerMixin:
     def _periodic_recovery(self) -> None:
         recoverer = self._recoverer()
         if recoverer.try_lease():
-            report = recoverer.recover(exclude=[self.name])
-            if report.outcomes or report.errors:
-                self.log.info('Worker %s: recovery pass: %s', self.name, report.counts() or report.errors)
+            recoverer.recover(exclude=[self.name])  # logs what it did
 
     # -- dequeue ---------------------------------------------------------------------------------
 

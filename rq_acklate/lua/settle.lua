@@ -1,91 +1,95 @@
--- Settle one reserved job of a worker: requeue it, fail it, or drop the reservation.
--- The caller decided the action from a snapshot of the job; this script re-checks that snapshot,
--- and removing the job from the reserved list is the gate that makes racing recoverers act once.
+-- Settle a batch of one worker's reserved jobs: requeue, fail, or drop each reservation.
+-- The caller decided each action from snapshot.lua's rows; this script re-checks each row's
+-- fingerprint, and removing the job from the reserved list is the gate that makes racing
+-- recoverers act once.
 --
--- KEYS[1]  the worker's liveness key        KEYS[2]  RQ's worker hash (rq:worker:<name>)
--- KEYS[3]  the worker's reserved list       KEYS[4]  the worker's reservations hash
--- KEYS[5]  the job hash                     KEYS[6]  rq:executions:<id> (its executions)
--- KEYS[7]  rq:queue:<origin>                KEYS[8]  rq:wip:<origin> (StartedJobRegistry)
--- KEYS[9]  rq:failed:<origin>               KEYS[10] rq:results:<id>
--- KEYS[11] rq:job:<id>:dependents           KEYS[12] rq:queues
--- KEYS[13] rq:acklate:stats                 KEYS[14] rq:acklate:quarantine
+-- KEYS[1] the worker's liveness key      KEYS[2] RQ's worker hash (rq:worker:<name>)
+-- KEYS[3] the worker's reserved list     KEYS[4] the worker's reservations hash
+-- KEYS[5] rq:acklate:stats               KEYS[6] rq:queues
+-- KEYS[7] rq:acklate:quarantine
+-- then, for each origin queue o (plan.origins of them): rq:queue:<o>, rq:wip:<o>, rq:failed:<o>
+-- then, for each job, from index job.key: rq:job:<id>; unless dropped, rq:executions:<id>; when
+-- failed, rq:results:<id> and rq:job:<id>:dependents
 --
--- ARGV[1]  job id
--- ARGV[2]  action: 'requeue', 'fail' or 'drop'
--- ARGV[3]  '1' when the worker must be dead (liveness key gone or RQ's key says it died)
--- ARGV[4]  expected job status ('' when the hash is missing)
--- ARGV[5]  expected started_at
--- ARGV[6]  expected reservation record ('' when none)
--- ARGV[7]  now, in RQ's timestamp format      ARGV[8] now, as Unix seconds
--- ARGV[9]  counter to increment in rq:acklate:stats ('' for none)
--- ARGV[10] '1' to count a redelivery in the job hash
--- ARGV[11] failure reason, stored as the job's exc_info
--- ARGV[12] failure TTL in seconds (-1: keep forever)
--- ARGV[13] quarantine record ('' for none)
--- ARGV[14..] field/value pairs of RQ's failure Result for rq:results:<id>
---
--- Returns {'ok', redeliveries, dependents} or {'alive'|'changed'|'gone', 0, 0}.
-local job_id, action = ARGV[1], ARGV[2]
-
-if ARGV[3] == '1' and redis.call('EXISTS', KEYS[1]) == 1
-    and redis.call('HEXISTS', KEYS[2], 'death') == 0 then
-  return {'alive', 0, 0}
+-- ARGV[1] the plan, JSON:
+--   {"dead": 1 when the worker must be dead (lease gone or RQ's key records a death),
+--    "now": now in RQ's timestamp format, "ts": now in Unix seconds, "origins": count,
+--    "jobs": [{"id", "key": index of its first key, "action": "requeue"|"fail"|"drop",
+--              "origin": index (1-based) or 0, "fp",
+--              "counter", "redeliver": 1 to count a redelivery, "reason", "ttl",
+--              "quarantine", "result": [field, value, ...]}]}
+-- Returns a JSON array, one [status, redeliveries, dependents] per job, with status 'ok',
+-- 'changed' or 'gone'; or the string 'alive' when the worker is alive and nothing was done.
+local plan = cjson.decode(ARGV[1])
+if plan.dead == 1 and redis.call('EXISTS', KEYS[1]) == 1 and redis.call('HEXISTS', KEYS[2], 'death') == 0 then
+  return 'alive'
 end
 
-local state = redis.call('HMGET', KEYS[5], 'status', 'started_at')
-local record = redis.call('HGET', KEYS[4], job_id) or ''
-if (state[1] or '') ~= ARGV[4] or (state[2] or '') ~= ARGV[5] or record ~= ARGV[6] then
-  return {'changed', 0, 0}
-end
-
-if redis.call('LREM', KEYS[3], 1, job_id) == 0 then
-  return {'gone', 0, 0}
-end
-redis.call('HDEL', KEYS[4], job_id)
-
-local redeliveries, dependents = 0, 0
-if action ~= 'drop' then
-  -- Forget the job's executions in RQ's StartedJobRegistry, or RQ's own cleanup would later
-  -- fail the job as abandoned while it runs again (rq#2061, rq#2424).
-  for _, execution_id in ipairs(redis.call('ZRANGE', KEYS[6], 0, -1)) do
-    redis.call('ZREM', KEYS[8], job_id .. ':' .. execution_id)
+local results = {}
+for i, job in ipairs(plan.jobs) do
+  local job_key = KEYS[job.key]
+  local executions_key = KEYS[job.key + 1]
+  local results_key = KEYS[job.key + 2]
+  local dependents_key = KEYS[job.key + 3]
+  local queue_key, wip_key, failed_key
+  if job.origin > 0 then
+    queue_key = KEYS[7 + 3 * (job.origin - 1) + 1]
+    wip_key = KEYS[7 + 3 * (job.origin - 1) + 2]
+    failed_key = KEYS[7 + 3 * (job.origin - 1) + 3]
   end
-  redis.call('DEL', KEYS[6])
-end
 
-if action == 'requeue' then
-  if ARGV[10] == '1' then
-    redeliveries = redis.call('HINCRBY', KEYS[5], 'acklate_redeliveries', 1)
+  local f = redis.call('HMGET', job_key, 'status', 'started_at')
+  local record = redis.call('HGET', KEYS[4], job.id) or ''
+  local exists = redis.call('EXISTS', job_key)
+  local fingerprint = redis.sha1hex(exists .. '\0' .. (f[1] or '') .. '\0' .. (f[2] or '') .. '\0' .. record)
+
+  if fingerprint ~= job.fp then
+    results[i] = {'changed', 0, 0}
+  elseif redis.call('LREM', KEYS[3], 1, job.id) == 0 then
+    results[i] = {'gone', 0, 0}
   else
-    redeliveries = tonumber(redis.call('HGET', KEYS[5], 'acklate_redeliveries') or '0')
+    redis.call('HDEL', KEYS[4], job.id)
+    local redeliveries, dependents = 0, 0
+    if job.action ~= 'drop' then
+      -- Forget the job's executions in RQ's StartedJobRegistry, or RQ's own cleanup would later
+      -- fail the job as abandoned while it runs again (rq#2061, rq#2424).
+      for _, execution_id in ipairs(redis.call('ZRANGE', executions_key, 0, -1)) do
+        redis.call('ZREM', wip_key, job.id .. ':' .. execution_id)
+      end
+      redis.call('DEL', executions_key)
+    end
+    if job.action == 'requeue' then
+      if job.redeliver == 1 then
+        redeliveries = redis.call('HINCRBY', job_key, 'acklate_redeliveries', 1)
+      else
+        redeliveries = tonumber(redis.call('HGET', job_key, 'acklate_redeliveries') or '0')
+      end
+      redis.call('HSET', job_key, 'status', 'queued', 'enqueued_at', plan.now, 'started_at', '', 'ended_at', '')
+      redis.call('LPUSH', queue_key, job.id)
+      redis.call('SADD', KEYS[6], queue_key)
+    elseif job.action == 'fail' then
+      redis.call('HSET', job_key, 'status', 'failed', 'ended_at', plan.now, 'exc_info', job.reason)
+      if #job.result > 0 then
+        redis.call('XADD', results_key, 'MAXLEN', '10', '*', unpack(job.result))
+      end
+      if job.ttl < 0 then
+        redis.call('PERSIST', job_key)
+        redis.call('PERSIST', results_key)
+        redis.call('ZADD', failed_key, '+inf', job.id)
+      else
+        redis.call('EXPIRE', job_key, job.ttl)
+        redis.call('EXPIRE', results_key, job.ttl)
+        redis.call('ZADD', failed_key, plan.ts + job.ttl, job.id)
+      end
+      dependents = redis.call('SCARD', dependents_key)
+    end
+    if job.quarantine ~= '' then
+      redis.call('HSET', KEYS[7], job.id, job.quarantine)
+    end
+    if job.counter ~= '' then
+      redis.call('HINCRBY', KEYS[5], job.counter, 1)
+    end
+    results[i] = {'ok', redeliveries, dependents}
   end
-  redis.call('HSET', KEYS[5], 'status', 'queued', 'enqueued_at', ARGV[7], 'started_at', '', 'ended_at', '')
-  redis.call('LPUSH', KEYS[7], job_id)
-  redis.call('SADD', KEYS[12], KEYS[7])
-elseif action == 'fail' then
-  local ttl = tonumber(ARGV[12])
-  redis.call('HSET', KEYS[5], 'status', 'failed', 'ended_at', ARGV[7], 'exc_info', ARGV[11])
-  if #ARGV >= 14 then
-    local result = {}
-    for i = 14, #ARGV do result[#result + 1] = ARGV[i] end
-    redis.call('XADD', KEYS[10], 'MAXLEN', '10', '*', unpack(result))
-  end
-  if ttl < 0 then
-    redis.call('PERSIST', KEYS[5])
-    redis.call('PERSIST', KEYS[10])
-    redis.call('ZADD', KEYS[9], '+inf', job_id)
-  else
-    redis.call('EXPIRE', KEYS[5], ttl)
-    redis.call('EXPIRE', KEYS[10], ttl)
-    redis.call('ZADD', KEYS[9], tonumber(ARGV[8]) + ttl, job_id)
-  end
-  dependents = redis.call('SCARD', KEYS[11])
 end
-
-if ARGV[13] ~= '' then
-  redis.call('HSET', KEYS[14], job_id, ARGV[13])
-end
-if ARGV[9] ~= '' then
-  redis.call('HINCRBY', KEYS[13], ARGV[9], 1)
-end
-return {'ok', redeliveries, dependents}
+return cjson.encode(results)
