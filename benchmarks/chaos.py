@@ -149,9 +149,7 @@ def enqueue(client: Redis, jobs: int, rng: random.Random, max_seconds: float) ->
         job_id = f'{kind}-{i:06}'
         queue = rng.choice(QUEUES)
         batch[queue].append(
-            Queue.prepare_data(
-                FUNCS[kind], (round(rng.uniform(0, max_seconds), 3),), job_id=job_id, result_ttl=-1
-            )
+            Queue.prepare_data(FUNCS[kind], (round(rng.uniform(0, max_seconds), 3),), job_id=job_id, result_ttl=-1)
         )
         ids.append(job_id)
     for name, data in batch.items():
@@ -219,9 +217,7 @@ def settled(client: Redis, ids: list[str]) -> bool:
     )
 
 
-def soak(
-    args: argparse.Namespace, worker_class: str
-) -> tuple[dict[str, dict[str, object]], dict[str, object]]:
+def soak(args: argparse.Namespace, worker_class: str) -> tuple[dict[str, dict[str, object]], dict[str, object]]:
     rng = random.Random(args.seed)
     log_dir = tempfile.mkdtemp(prefix='acklate-chaos-')
     is_acklate = 'acklate' in worker_class

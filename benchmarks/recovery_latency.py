@@ -35,9 +35,7 @@ def starts(client, job_id: str) -> list[float]:
     return [float(e.decode().split(':')[0]) for e in client.lrange(f'bench:starts:{job_id}', 0, -1)]
 
 
-def one_kill(
-    server: RedisServer, worker_class: str, func: str, env: dict[str, str], window: float
-) -> float | None:
+def one_kill(server: RedisServer, worker_class: str, func: str, env: dict[str, str], window: float) -> float | None:
     client = server.client()
     client.flushall()
     tag = uuid.uuid4().hex[:6]

@@ -8,22 +8,12 @@ and never silently run twice.
 from __future__ import annotations
 
 from .errors import ConfigurationError, RedisVersionError
-from .policy import REDELIVERIES_META_KEY, Policy, idempotent, late_ack, policy_meta
+from .policy import REDELIVERIES_META_KEY, Policy, idempotent, late_ack, policy_meta, redeliveries
 from .recovery import RecoveryReport, recover
 from .settings import Settings
 from .worker import LateAckSimpleWorker, LateAckWorker, LateAckWorkerMixin
 
 __version__ = '0.1.0'
-
-
-def redeliveries(job: object | None = None) -> int:
-    """How many times ``job`` (default: the current job) was redelivered after a worker loss."""
-    if job is None:
-        from rq import get_current_job
-
-        job = get_current_job()
-    meta = getattr(job, 'meta', None) or {}
-    return int(meta.get(REDELIVERIES_META_KEY, 0))
 
 
 __all__ = [

@@ -25,9 +25,7 @@ logger = logging.getLogger('rq_acklate.doorbells')
 
 
 class Doorbells:
-    def __init__(
-        self, connection: Redis, queue_keys: Sequence[str], worker_name: str, max_block: float = 30.0
-    ) -> None:
+    def __init__(self, connection: Redis, queue_keys: Sequence[str], worker_name: str, max_block: float = 30.0) -> None:
         self.connection = connection
         self.queue_keys = list(queue_keys)
         self.worker_name = worker_name

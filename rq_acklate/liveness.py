@@ -100,9 +100,7 @@ class LivenessThread(threading.Thread):
     def renew(self) -> None:
         started = time.monotonic()
         try:
-            renewed = self.connection.set(
-                self.keys.alive, lease_value(), px=self.settings.liveness_ttl_ms, xx=True
-            )
+            renewed = self.connection.set(self.keys.alive, lease_value(), px=self.settings.liveness_ttl_ms, xx=True)
             lapsed = not renewed
             if lapsed:
                 logger.warning(

@@ -129,6 +129,16 @@ def policy_meta(
     return {META_KEY: override}
 
 
+def redeliveries(job: Any = None) -> int:
+    """How many times ``job`` (default: the job running now) was redelivered after a worker loss."""
+    if job is None:
+        from rq import get_current_job
+
+        job = get_current_job()
+    meta = getattr(job, 'meta', None) or {}
+    return int(meta.get(REDELIVERIES_META_KEY, 0))
+
+
 def marks_of(func: Callable[..., Any]) -> dict[str, Any]:
     """The marks the decorators put on ``func`` (empty for an undecorated function)."""
     target = getattr(func, '__func__', func)
@@ -232,9 +242,7 @@ class PolicyResolver:
         self._by_function[func_name] = policy
         return policy
 
-    def _from_patterns(
-        self, func_name: str, *, importable: bool, marks: Mapping[str, Any] | None = None
-    ) -> Policy:
+    def _from_patterns(self, func_name: str, *, importable: bool, marks: Mapping[str, Any] | None = None) -> Policy:
         marks = marks or {}
         settings = self.settings
         matches_late = any(fnmatch.fnmatchcase(func_name, p) for p in settings.late_ack)
@@ -252,18 +260,12 @@ class PolicyResolver:
         if not override:
             return base
         if not isinstance(override, Mapping):
-            logger.warning(
-                'rq-acklate: job %s has meta[%r]=%r, not a dict; ignored', job.id, META_KEY, override
-            )
+            logger.warning('rq-acklate: job %s has meta[%r]=%r, not a dict; ignored', job.id, META_KEY, override)
             return base
         late = override.get('late_ack', base.late_ack)
         idem = override.get('idempotent', base.idempotent)
         max_redeliveries = override.get('max_redeliveries', base.max_redeliveries)
-        if (
-            isinstance(max_redeliveries, bool)
-            or not isinstance(max_redeliveries, int)
-            or max_redeliveries < 0
-        ):
+        if isinstance(max_redeliveries, bool) or not isinstance(max_redeliveries, int) or max_redeliveries < 0:
             logger.warning(
                 'rq-acklate: job %s has an invalid max_redeliveries override %r; using %d',
                 job.id,

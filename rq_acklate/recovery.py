@@ -389,9 +389,7 @@ class Recoverer:
         settled: set[str] = set()
         for _round in range(max_rounds):
             ids = [as_text(i) for i in self.connection.lrange(wk.reserved, 0, -1)]
-            pending = [
-                i for i in ids if i not in excluded and i not in settled and (only is None or i in only)
-            ]
+            pending = [i for i in ids if i not in excluded and i not in settled and (only is None or i in only)]
             if not pending:
                 break
             progressed = False
@@ -411,9 +409,7 @@ class Recoverer:
         if not dry_run and require_dead and not excluded and only is None:
             result.forgotten = self._forget(wk)
         if result.outcomes and not dry_run:
-            logger.warning(
-                'rq-acklate: settled the jobs of worker %s (%s): %s', worker_name, loss, result.counts()
-            )
+            logger.warning('rq-acklate: settled the jobs of worker %s (%s): %s', worker_name, loss, result.counts())
             signals.send(signals.worker_recovered, self, worker_name=worker_name, counts=result.counts())
         return result
 
@@ -426,9 +422,7 @@ class Recoverer:
             return batch.dry_run()
         return self._apply_batch(wk, batch, self.scripts.settle(batch.keys, batch.args))
 
-    def _plan_batch(
-        self, wk: WorkerKeys, job_ids: list[str], raw_rows: Any, require_dead: bool, loss: str
-    ) -> _Batch:
+    def _plan_batch(self, wk: WorkerKeys, job_ids: list[str], raw_rows: Any, require_dead: bool, loss: str) -> _Batch:
         """Decide each job's action from ``snapshot.lua``'s rows, and build the ``settle.lua`` call."""
         # Garbage in a job hash may not be UTF-8: decide on a readable copy, guard with the fingerprint.
         rows = json.loads(raw_rows.decode('utf-8', 'replace') if isinstance(raw_rows, bytes) else raw_rows)
@@ -568,9 +562,7 @@ class Recoverer:
     def _forget(self, wk: WorkerKeys) -> bool:
         try:
             return bool(
-                self.scripts.forget_worker(
-                    [keys.WORKERS, wk.alive, wk.reserved, wk.reservations, wk.info], [wk.name]
-                )
+                self.scripts.forget_worker([keys.WORKERS, wk.alive, wk.reserved, wk.reservations, wk.info], [wk.name])
             )
         except Exception:
             logger.exception('rq-acklate: could not unregister dead worker %s', wk.name)
@@ -587,9 +579,7 @@ def recover(
 ) -> RecoveryReport:
     """Run one recovery pass now and report what it did: settle the reservations of every dead
     late-ack worker (see :mod:`rq_acklate.recovery` for the rules). ``dry_run`` changes nothing."""
-    return Recoverer(connection, settings, serializer=serializer).recover(
-        dry_run=dry_run, worker_names=worker_names
-    )
+    return Recoverer(connection, settings, serializer=serializer).recover(dry_run=dry_run, worker_names=worker_names)
 
 
 def _chunks(items: Sequence[str], size: int) -> Iterable[list[str]]:

@@ -45,18 +45,18 @@ from typing import TYPE_CHECKING, Any
 import redis.exceptions
 from rq.exceptions import DequeueTimeout
 from rq.job import Job
-from rq.utils import as_text, get_version, now, utcformat
+from rq.utils import as_text, now, utcformat
 from rq.worker import SimpleWorker, Worker, WorkerStatus
 
 from . import keys, signals
 from .doorbells import Doorbells
-from .errors import RedisVersionError
 from .keys import WorkerKeys
 from .liveness import LeaseState, LivenessThread, lease_value
 from .policy import REDELIVERIES_META_KEY, Policy, PolicyResolver
 from .recovery import Recoverer
 from .reservations import NOT_EMPTY, Reservations, StartRecord
 from .scripts import Scripts
+from .server import require_supported_redis
 from .settings import Settings
 
 if TYPE_CHECKING:
@@ -64,8 +64,6 @@ if TYPE_CHECKING:
     from rq.queue import Queue
 
 logger = logging.getLogger('rq_acklate.worker')
-
-MIN_REDIS_VERSION = (6, 2, 0)
 
 
 @dataclass
@@ -192,12 +190,7 @@ class LateAckWorkerMixin:
     # -- startup ---------------------------------------------------------------------------------
 
     def bootstrap(self, *args: Any, **kwargs: Any) -> None:
-        version = get_version(self.connection)
-        if tuple(version) < MIN_REDIS_VERSION:
-            raise RedisVersionError(
-                f'rq-acklate needs Redis >= 6.2 (for LMOVE/BLMOVE); this server is '
-                f'{".".join(map(str, version))}'
-            )
+        require_supported_redis(self.connection)
         super().bootstrap(*args, **kwargs)  # type: ignore[misc]
         _log_like_rq(*args, **kwargs)
         if sys.platform.startswith('linux'):
@@ -357,9 +350,7 @@ class LateAckWorkerMixin:
     def _quarantine(self, job_id: str, queue_key: str, reason: str) -> None:
         import json
 
-        record = json.dumps(
-            {'queue': queue_key, 'worker': self.name, 'reason': reason, 'at': utcformat(now())}
-        )
+        record = json.dumps({'queue': queue_key, 'worker': self.name, 'reason': reason, 'at': utcformat(now())})
         with self.connection.pipeline() as pipe:
             pipe.hset(keys.QUARANTINE, job_id, record)
             pipe.hincrby(keys.STATS, 'quarantined', 1)
@@ -410,11 +401,7 @@ class LateAckWorkerMixin:
         self._start_pending = False
         if held is None or held.policy is None:
             return
-        record = (
-            StartRecord(held.policy, held.previous_started_at, held.reserved_at)
-            if held.policy.late_ack
-            else None
-        )
+        record = StartRecord(held.policy, held.previous_started_at, held.reserved_at) if held.policy.late_ack else None
         self._reservations.record_start(pipeline, held.job_id, record)
 
     # -- ack and the lost-reply check, in RQ's heartbeat pipeline ---------------------------------
@@ -468,9 +455,7 @@ class LateAckWorkerMixin:
             elif acked == 0 and held is not None and self._lease_is_fresh(held):
                 # The lease never lapsed, so no recoverer touched the job: this was our own ack,
                 # retried by the client after its reply was lost.
-                signals.send(
-                    signals.job_acked, self, job_id=job_id, queue=held.queue_name, worker_name=self.name
-                )
+                signals.send(signals.job_acked, self, job_id=job_id, queue=held.queue_name, worker_name=self.name)
             elif acked == 0:
                 self._taken_over(job_id, count=True)
             else:
@@ -526,9 +511,7 @@ class LateAckWorkerMixin:
         if self._may_store_outcome(job):
             super().handle_job_success(job, queue, started_job_registry)  # type: ignore[misc]
 
-    def handle_job_retry(
-        self, job: Job, queue: Queue, retry: Any, started_job_registry: Any, execution: Any
-    ) -> None:
+    def handle_job_retry(self, job: Job, queue: Queue, retry: Any, started_job_registry: Any, execution: Any) -> None:
         if self._may_store_outcome(job):
             super().handle_job_retry(job, queue, retry, started_job_registry, execution)  # type: ignore[misc]
 
@@ -564,9 +547,7 @@ class LateAckWorkerMixin:
             or not (held.policy.late_ack and held.policy.idempotent)
         ):
             return  # RQ fails it, as it does for any job whose horse died
-        result = self._recoverer().recover_worker(
-            self.name, require_dead=False, job_ids=[job.id], loss='horse-killed'
-        )
+        result = self._recoverer().recover_worker(self.name, require_dead=False, job_ids=[job.id], loss='horse-killed')
         if any(o.job_id == job.id and o.action in ('requeued', 'failed') for o in result.outcomes):
             self._settled_here = job.id
             self._held = None
@@ -595,9 +576,7 @@ class LateAckWorkerMixin:
                 self.kill_horse()
                 self.wait_for_horse()
             self._flush_pending()
-            leftovers = self._recoverer().recover_worker(
-                self.name, require_dead=False, loss='worker-shutdown'
-            )
+            leftovers = self._recoverer().recover_worker(self.name, require_dead=False, loss='worker-shutdown')
             if leftovers.outcomes:
                 self.log.warning('Worker %s: settled on shutdown: %s', self.name, leftovers.counts())
             reservations = self._reservations
@@ -605,8 +584,7 @@ class LateAckWorkerMixin:
             reservations.forget_if_idle()
         except redis.exceptions.RedisError as exc:
             self.log.warning(
-                'Worker %s: could not settle its reservations on shutdown (%s); recovery will once its '
-                'lease expires',
+                'Worker %s: could not settle its reservations on shutdown (%s); recovery will once its lease expires',
                 self.name,
                 exc,
             )

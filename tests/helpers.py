@@ -28,9 +28,7 @@ FAST = {
 T = TypeVar('T')
 
 
-def wait_until(
-    predicate: Callable[[], T], timeout: float = 15.0, interval: float = 0.05, what: str = ''
-) -> T:
+def wait_until(predicate: Callable[[], T], timeout: float = 15.0, interval: float = 0.05, what: str = '') -> T:
     """Poll ``predicate`` until it returns something truthy; fail the test after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while True:
@@ -86,9 +84,7 @@ class WorkerProcess:
         return self.log_path.read_text(errors='replace') if self.log_path.exists() else ''
 
     def horse_pid(self, timeout: float = 10.0) -> int:
-        return wait_until(
-            lambda: (child_pids(self.pid) or [0])[0], timeout, what=f'a work horse of {self.name}'
-        )
+        return wait_until(lambda: (child_pids(self.pid) or [0])[0], timeout, what=f'a work horse of {self.name}')
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         os.kill(self.pid, sig)
@@ -160,11 +156,20 @@ class Workers:
             connection.close()
 
     def run(
-        self, args: Iterable[str], env: dict[str, str] | None = None, timeout: float = 60
+        self,
+        args: Iterable[str],
+        env: dict[str, str] | None = None,
+        timeout: float = 60,
+        cwd: Path | None = None,
     ) -> subprocess.CompletedProcess[str]:
         """Run a command (e.g. `rq worker --burst`) to completion."""
         return subprocess.run(
-            list(args), env=self.env(env), cwd=REPO_DIR, capture_output=True, text=True, timeout=timeout
+            list(args),
+            env=self.env(env),
+            cwd=cwd or REPO_DIR,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
         )
 
     def kill_all(self) -> None:

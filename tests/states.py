@@ -15,9 +15,7 @@ from rq_acklate import LateAckWorker, keys
 from rq_acklate.worker import HeldJob
 
 
-def dead_worker(
-    connection: Redis, name: str, queues: list[str] | None = None, **kwargs: Any
-) -> LateAckWorker:
+def dead_worker(connection: Redis, name: str, queues: list[str] | None = None, **kwargs: Any) -> LateAckWorker:
     worker = LateAckWorker(queues or ['default'], name=name, connection=connection, **kwargs)
     connection.sadd(keys.WORKERS, name)
     return worker

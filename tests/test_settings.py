@@ -32,9 +32,7 @@ def test_precedence_kwargs_over_class_over_env_over_django_over_defaults():
 
 
 def test_patterns_from_env_and_django():
-    s = Settings.load(
-        environ={'RQ_ACKLATE_LATE_ACK': 'app.tasks.*, other.job'}, django={'IDEMPOTENT': ['app.*']}
-    )
+    s = Settings.load(environ={'RQ_ACKLATE_LATE_ACK': 'app.tasks.*, other.job'}, django={'IDEMPOTENT': ['app.*']})
     assert s.late_ack == ('app.tasks.*', 'other.job')
     assert s.idempotent == ('app.*',)
 

@@ -27,22 +27,16 @@ def status(job):
 
 
 def wait_status(job, expected, timeout=20):
-    wait_until(
-        lambda: status(job) == expected, timeout, what=f'job {job.id} to be {expected} (is {status(job)})'
-    )
+    wait_until(lambda: status(job) == expected, timeout, what=f'job {job.id} to be {expected} (is {status(job)})')
 
 
 def wait_started(connection, job, count=1, timeout=20):
-    wait_until(
-        lambda: len(started_runs(connection, job.id)) >= count, timeout, what=f'start #{count} of {job.id}'
-    )
+    wait_until(lambda: len(started_runs(connection, job.id)) >= count, timeout, what=f'start #{count} of {job.id}')
 
 
 def paused_at(connection, worker, point):
     return wait_until(
-        lambda: any(
-            e.decode().startswith(point) for e in connection.lrange(f'test:paused:{worker.name}', 0, -1)
-        ),
+        lambda: any(e.decode().startswith(point) for e in connection.lrange(f'test:paused:{worker.name}', 0, -1)),
         what=f'{worker.name} to pause at {point}',
     )
 
@@ -56,9 +50,7 @@ def test_kill_before_start_requeues_a_job_that_never_ran(connection, workers):
     first.kill()
     workers.start('w2')
     wait_status(job, JobStatus.FINISHED)
-    assert [r['redeliveries'] for r in started_runs(connection, job.id)] == [
-        0
-    ]  # never ran before: no redelivery
+    assert [r['redeliveries'] for r in started_runs(connection, job.id)] == [0]  # never ran before: no redelivery
     assert len(finished_runs(connection, job.id)) == 1
     assert reserved(connection, 'w1') == []
 

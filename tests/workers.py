@@ -7,7 +7,7 @@ import os
 import time
 from typing import Any
 
-from rq_acklate import LateAckSimpleWorker, LateAckWorker
+from rq_acklate import LateAckSimpleWorker, LateAckWorker, signals
 
 
 def _pause(worker: Any, point: str, job_id: str) -> None:
@@ -35,3 +35,23 @@ class PauseBeforeStartSimpleWorker(LateAckSimpleWorker):
     def execute_job(self, job: Any, queue: Any) -> None:
         _pause(self, 'before-start', job.id)
         super().execute_job(job, queue)
+
+
+# Receivers connected in the worker process: one raises on every event, one records events in Redis.
+def _raising_receiver(sender: Any, **payload: Any) -> None:
+    raise RuntimeError('a receiver that always raises')
+
+
+def _recording_receiver(sender: Any, **payload: Any) -> None:
+    import json
+
+    sender.connection.rpush('test:signals', json.dumps({'sender': sender.name, **payload}, default=str))
+
+
+for _signal in signals.ALL_SIGNALS:
+    _signal.connect(_raising_receiver)
+    _signal.connect(_recording_receiver)
+
+
+class SignalRecordingWorker(LateAckWorker):
+    """A LateAckWorker in a process where every signal has a raising and a recording receiver."""
