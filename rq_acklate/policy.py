@@ -146,6 +146,15 @@ def marks_of(func: Callable[..., Any]) -> dict[str, Any]:
     return dict(marks) if isinstance(marks, dict) else {}
 
 
+#: Dotted names of the functions decorated so far in this process, with their marks.
+_MARKED: dict[str, dict[str, Any]] = {}
+
+
+def marked_functions() -> dict[str, dict[str, Any]]:
+    """The functions decorated with :func:`late_ack` / :func:`idempotent` in modules imported so far."""
+    return {name: dict(marks) for name, marks in _MARKED.items()}
+
+
 def _add_marks(func: F, marks: Mapping[str, Any]) -> F:
     target = getattr(func, '__func__', func)  # a bound or class method: mark the underlying function
     merged = {**marks_of(target), **marks}
@@ -156,6 +165,8 @@ def _add_marks(func: F, marks: Mapping[str, Any]) -> F:
             f'cannot mark {func!r}: rq-acklate decorators need a function that accepts attributes; '
             'use policy_meta() at enqueue time or the late_ack/idempotent patterns in the settings instead'
         ) from None
+    name = f'{getattr(target, "__module__", "?")}.{getattr(target, "__qualname__", "?")}'
+    _MARKED[name] = merged
     return func
 
 

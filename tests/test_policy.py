@@ -53,6 +53,13 @@ def test_decorators_stack_in_either_order():
     assert marks_of(lambda: None) == {}
 
 
+def test_marked_functions_are_listed():
+    from rq_acklate.policy import marked_functions
+
+    assert marked_functions()['jobs.poison_job'] == {'late_ack': True, 'idempotent': True, 'max_redeliveries': 2}
+    assert 'jobs.plain_job' not in marked_functions()
+
+
 def test_decorator_rejects_bad_max_redeliveries_and_unmarkable_callables():
     with pytest.raises(ConfigurationError, match='max_redeliveries'):
         late_ack(max_redeliveries=-1)
