@@ -23,6 +23,7 @@ cluster-wide cost per interval is O(workers). Work is done in batches of at most
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import re
@@ -496,14 +497,10 @@ class Recoverer:
 
     def _failure_result(self, worker_name: str, decision: Decision) -> list[Any]:
         """The fields RQ's own ``Result.create_failure`` would store for this failure."""
-        result = Result(
-            '',
-            Result.Type.FAILED,
-            connection=self.connection,
-            exc_string=decision.failure_text,
-            worker_name=worker_name,
-            serializer=self.serializer,
-        )
+        options: dict[str, Any] = {'exc_string': decision.failure_text, 'serializer': self.serializer}
+        if 'worker_name' in inspect.signature(Result).parameters:  # RQ >= 2.6
+            options['worker_name'] = worker_name
+        result = Result('', Result.Type.FAILED, connection=self.connection, **options)
         fields: list[Any] = []
         for name, value in result.serialize().items():
             fields += [name, value]

@@ -48,8 +48,14 @@ from rq.job import Job
 from rq.utils import as_text, now, utcformat
 from rq.worker import SimpleWorker, Worker, WorkerStatus
 
+try:
+    from rq.worker import SpawnWorker
+except ImportError:  # older RQ 2.x releases have no SpawnWorker
+    SpawnWorker = None  # type: ignore[assignment,misc]
+
 from . import keys, signals
 from .doorbells import Doorbells
+from .errors import ConfigurationError
 from .keys import WorkerKeys
 from .liveness import LeaseState, LivenessThread, lease_value
 from .policy import REDELIVERIES_META_KEY, Policy, PolicyResolver
@@ -119,6 +125,13 @@ class LateAckWorkerMixin:
         default_policy: str | None = None,
         **kwargs: Any,
     ) -> None:
+        if SpawnWorker is not None and isinstance(self, SpawnWorker):
+            raise ConfigurationError(
+                "rq-acklate does not support RQ's SpawnWorker: its work horse is a new process that rebuilds "
+                'a plain rq.Worker, so the horse would neither die with its worker (PR_SET_PDEATHSIG) nor check '
+                'that it still holds its job before storing the outcome. Use LateAckWorker (fork) or '
+                'LateAckSimpleWorker.'
+            )
         super().__init__(*args, **kwargs)
         class_attrs = {name: getattr(type(self), name, None) for name in Settings.names()}
         self.acklate_settings = Settings.load(
@@ -507,17 +520,16 @@ class LateAckWorkerMixin:
         self._taken_over(job.id, count=False)  # the main process counts it when its ack finds it gone
         return False
 
-    def handle_job_success(self, job: Job, queue: Queue, started_job_registry: Any) -> None:
+    # These three take RQ's arguments as they are: their signatures changed across RQ 2.x.
+    def handle_job_success(self, job: Job, queue: Queue, *args: Any, **kwargs: Any) -> None:
         if self._may_store_outcome(job):
-            super().handle_job_success(job, queue, started_job_registry)  # type: ignore[misc]
+            super().handle_job_success(job, queue, *args, **kwargs)  # type: ignore[misc]
 
-    def handle_job_retry(self, job: Job, queue: Queue, retry: Any, started_job_registry: Any, execution: Any) -> None:
+    def handle_job_retry(self, job: Job, queue: Queue, *args: Any, **kwargs: Any) -> None:
         if self._may_store_outcome(job):
-            super().handle_job_retry(job, queue, retry, started_job_registry, execution)  # type: ignore[misc]
+            super().handle_job_retry(job, queue, *args, **kwargs)  # type: ignore[misc]
 
-    def handle_job_failure(
-        self, job: Job, queue: Queue, started_job_registry: Any = None, exc_string: str = ''
-    ) -> None:
+    def handle_job_failure(self, job: Job, queue: Queue, *args: Any, **kwargs: Any) -> None:
         if self._settled_here == job.id:
             # handle_work_horse_killed already requeued or failed it: only tidy the worker's side.
             self._settled_here = None
@@ -526,9 +538,7 @@ class LateAckWorkerMixin:
                 pipe.execute()
             return
         if self._may_store_outcome(job):
-            super().handle_job_failure(  # type: ignore[misc]
-                job, queue, started_job_registry=started_job_registry, exc_string=exc_string
-            )
+            super().handle_job_failure(job, queue, *args, **kwargs)  # type: ignore[misc]
 
     # -- horses ----------------------------------------------------------------------------------
 

@@ -60,3 +60,32 @@ def failing_job() -> None:
 
 def undecorated(seconds: float = 0.0) -> object:
     return _run(seconds, 'undecorated')
+
+
+@late_ack(idempotent=True)
+def returns_retry() -> object:
+    """Asks RQ for a retry by returning Retry, the first two times it runs."""
+    from rq import Retry
+
+    _record('start')
+    job = get_current_job()
+    assert job is not None
+    if len(job.connection.lrange(f'test:runs:{job.id}', 0, -1)) < 3:
+        return Retry(max=3)
+    _record('end')
+    return 'done after retries'
+
+
+@late_ack(idempotent=True)
+def returns(value: object) -> object:
+    _record('start')
+    _record('end')
+    return value
+
+
+def record_success(job, connection, result, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+    connection.rpush('test:callbacks', f'success:{job.id}:{result}')
+
+
+def record_failure(job, connection, type, value, traceback) -> None:  # type: ignore[no-untyped-def]
+    connection.rpush('test:callbacks', f'failure:{job.id}:{type.__name__}')

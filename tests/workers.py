@@ -7,7 +7,9 @@ import os
 import time
 from typing import Any
 
-from rq_acklate import LateAckSimpleWorker, LateAckWorker, signals
+from rq.worker import RandomWorker, RoundRobinWorker
+
+from rq_acklate import LateAckSimpleWorker, LateAckWorker, LateAckWorkerMixin, signals
 
 
 def _pause(worker: Any, point: str, job_id: str) -> None:
@@ -55,3 +57,11 @@ for _signal in signals.ALL_SIGNALS:
 
 class SignalRecordingWorker(LateAckWorker):
     """A LateAckWorker in a process where every signal has a raising and a recording receiver."""
+
+
+class LateAckRoundRobinWorker(LateAckWorkerMixin, RoundRobinWorker):
+    """RQ's round-robin worker with late acks: its queue order, our reservations."""
+
+
+class LateAckRandomWorker(LateAckWorkerMixin, RandomWorker):
+    """RQ's random-order worker with late acks."""
