@@ -44,10 +44,10 @@ def no_reservations_left(connection: Redis) -> bool:
 def test_json_serializer_jobs_survive_a_worker_death(connection, workers):
     queue = Queue(connection=connection, serializer=JSONSerializer)
     job = queue.enqueue(jobs.idempotent_job, 3, result='json')
-    first = workers.start('w1', args=['--serializer', 'json'])
+    first = workers.start('w1', args=['--serializer', 'rq.serializers.JSONSerializer'])
     wait_until(lambda: started_runs(connection, job.id), what='the job to start')
     first.kill()
-    workers.start('w2', args=['--serializer', 'json'])
+    workers.start('w2', args=['--serializer', 'rq.serializers.JSONSerializer'])
     wait_until(lambda: finished_runs(connection, job.id), timeout=20, what='the job to finish on w2')
     assert [r['redeliveries'] for r in started_runs(connection, job.id)] == [0, 1]
     wait_until(lambda: no_reservations_left(connection), what='the ack')
