@@ -136,7 +136,9 @@ class Reservations:
         """True when ``job_id`` is still this worker's; then the lease is renewed for ``ttl_ms``."""
         return bool(self.scripts.fence([self.keys.alive, self.keys.reserved], [job_id, ttl_ms, lease_value]))
 
-    def register(self, queue_names: Sequence[str], pid: int | None, hostname: str | None, cls: str) -> None:
+    def register(
+        self, queue_names: Sequence[str], pid: int | None, hostname: str | None, cls: str, heartbeat_interval: float
+    ) -> None:
         """Add the worker to the registry of late-ack workers, with what ``status`` shows of it."""
         with self.connection.pipeline() as pipe:
             pipe.sadd(keys.WORKERS, self.keys.name)
@@ -147,6 +149,7 @@ class Reservations:
                     'pid': str(pid or ''),
                     'hostname': hostname or '',
                     'class': cls,
+                    'heartbeat_interval': str(heartbeat_interval),
                     'started_at': f'{time.time():.3f}',
                 },
             )

@@ -57,7 +57,11 @@ class ClusterStatus:
 
 
 def collect(connection: Redis, settings: Settings | None = None) -> ClusterStatus:
-    """Read the state of every registered late-ack worker, its reservations, and the counters."""
+    """Read the state of every registered late-ack worker, its reservations, and the counters.
+
+    A worker is *late* when its lease was not renewed for two of its heartbeat intervals: paused,
+    or too busy to renew. ``settings`` gives the interval for workers that did not record theirs.
+    """
     settings = settings or Settings.load(kwargs={}, django={})
     names = sorted(as_text(n) for n in connection.smembers(keys.WORKERS))
     now = time.time()
@@ -78,11 +82,12 @@ def collect(connection: Redis, settings: Settings | None = None) -> ClusterStatu
         lease, info, death, reserved, records = results[5 * index : 5 * index + 5]
         info = {as_text(k): as_text(v) for k, v in info.items()}
         age = _age(lease, now)
+        interval = _float(info.get('heartbeat_interval')) or settings.heartbeat_interval
         if lease is None:
             state, because = 'dead', 'liveness lease expired'
         elif death is not None:
             state, because = 'dead', 'RQ recorded its death'
-        elif age is not None and age > 2 * settings.heartbeat_interval:
+        elif age is not None and age > 2 * interval:
             state, because = 'late', ''
         else:
             state, because = 'alive', ''
@@ -125,6 +130,13 @@ def collect(connection: Redis, settings: Settings | None = None) -> ClusterStatu
     counters = {as_text(k): int(v) for k, v in results[-2].items()}
     quarantined = {as_text(k): as_text(v) for k, v in results[-1].items()}
     return ClusterStatus(workers, counters, quarantined)
+
+
+def _float(value: str | None) -> float | None:
+    try:
+        return float(value) if value else None
+    except ValueError:
+        return None
 
 
 def _age(lease: bytes | None, now: float) -> float | None:

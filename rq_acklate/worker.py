@@ -217,7 +217,13 @@ class LateAckWorkerMixin:
                 len(own.outcomes),
                 own.counts(),
             )
-        reservations.register(self.queue_names(), self.pid, self.hostname, _class_path(type(self)))
+        reservations.register(
+            self.queue_names(),
+            self.pid,
+            self.hostname,
+            _class_path(type(self)),
+            self.acklate_settings.heartbeat_interval,
+        )
         self._acklate_liveness = LivenessThread(
             self.connection,
             self._acklate_keys,
