@@ -1,0 +1,1 @@
+"""Integrations with frameworks. Each one is optional: the base package never imports them."""
