@@ -101,14 +101,19 @@ def tls_redis_url(tmp_path: Path) -> Iterator[str]:
     ca, server_crt, server_key = tmp_path / 'ca.crt', tmp_path / 'server.crt', tmp_path / 'server.key'
     commands = [
         ['openssl', 'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', str(tmp_path / 'ca.key'),
-         '-out', str(ca), '-days', '1', '-subj', '/CN=rq-acklate test CA'],
+         '-out', str(ca), '-days', '1', '-subj', '/CN=rq-acklate test CA',
+         '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign'],
         ['openssl', 'req', '-newkey', 'rsa:2048', '-nodes', '-keyout', str(server_key), '-out',
          str(tmp_path / 'server.csr'), '-subj', '/CN=127.0.0.1'],
         ['openssl', 'x509', '-req', '-in', str(tmp_path / 'server.csr'), '-CA', str(ca), '-CAkey',
          str(tmp_path / 'ca.key'), '-CAcreateserial', '-out', str(server_crt), '-days', '1', '-extfile',
          str(tmp_path / 'ext.cnf')],
     ]  # fmt: skip
-    (tmp_path / 'ext.cnf').write_text('subjectAltName=IP:127.0.0.1\n')
+    # What Python 3.13's strict certificate checks ask of a server certificate.
+    (tmp_path / 'ext.cnf').write_text(
+        'subjectAltName=IP:127.0.0.1\nkeyUsage=critical,digitalSignature,keyEncipherment\n'
+        'extendedKeyUsage=serverAuth\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid,issuer\n'
+    )
     for command in commands:
         subprocess.run(command, check=True, capture_output=True, timeout=60)
     for binary in _tls_capable_servers():
