@@ -385,7 +385,7 @@ def test_rqacklate_queue_and_all_pick_the_connections(redis_url, connection):
             (['status', '--dry-run'], 'CommandError: --dry-run only applies to recover'),
         ]:
             result = manage(redis_url, 'rqacklate', *args)
-            assert result.returncode == 1 and message in result.stderr, output(result)
+            assert result.returncode == 2 and message in result.stderr, output(result)  # as rq-acklate's
         unreachable = manage('redis://127.0.0.1:1/0', 'rqacklate', 'status')
         assert unreachable.returncode == 3 and 'CommandError: cannot reach Redis' in unreachable.stderr
     finally:

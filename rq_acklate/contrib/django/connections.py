@@ -33,20 +33,24 @@ def targets(queue_names: Iterable[str] | None, all_queues: bool) -> list[Target]
     """The connections of the named queues (default: ``'default'``), or of every queue with ``all_queues``.
 
     Queues whose connection settings are equal (django-rq's ``filter_connection_params``) share one.
+    Exit status as ``rq-acklate``: 2 for an unknown queue, 3 for a configuration without queues.
     """
     try:
         from django_rq.queues import get_queue
     except ImportError:
-        raise CommandError('rqacklate works on the queues of django-rq: pip install "rq-acklate[django]"') from None
+        raise CommandError(
+            'rqacklate works on the queues of django-rq: pip install "rq-acklate[django]"', returncode=3
+        ) from None
 
     configured: dict[str, Any] = getattr(settings, 'RQ_QUEUES', None) or {}
     if not configured:
-        raise CommandError('settings.RQ_QUEUES defines no queues (see django-rq)')
+        raise CommandError('settings.RQ_QUEUES defines no queues (see django-rq)', returncode=3)
     names = sorted(configured) if all_queues else list(dict.fromkeys(queue_names or ['default']))
     unknown = [name for name in names if name not in configured]
     if unknown:
         raise CommandError(
-            f'no queue {", ".join(map(repr, unknown))} in settings.RQ_QUEUES; known: {", ".join(sorted(configured))}'
+            f'no queue {", ".join(map(repr, unknown))} in settings.RQ_QUEUES; known: {", ".join(sorted(configured))}',
+            returncode=2,
         )
     groups: list[tuple[dict[str, Any], Target]] = []
     for name in names:

@@ -3,8 +3,8 @@
 ``--queue NAME`` (repeatable) picks the Redis connections of those queues of ``RQ_QUEUES``
 (default: the ``default`` queue), ``--all`` every connection. The output for each connection is that
 of ``rq-acklate``; with several, each gets a header line. Exit status as ``rq-acklate``: 1 when
-``status`` finds dead workers still holding reservations, 3 when Redis cannot be reached or a setting
-is invalid.
+``status`` finds dead workers still holding reservations, 2 for a bad option or queue name, 3 when
+Redis cannot be reached or a setting is invalid.
 """
 
 from __future__ import annotations
@@ -48,9 +48,9 @@ class Command(BaseCommand):  # type: ignore[misc]  # Django ships no type hints
     def handle(self, *args: Any, **options: Any) -> None:
         action = options['action']
         if options['queues'] and options['all_queues']:
-            raise CommandError('give --queue or --all, not both')
+            raise CommandError('give --queue or --all, not both', returncode=2)
         if options['dry_run'] and action != 'recover':
-            raise CommandError('--dry-run only applies to recover')
+            raise CommandError('--dry-run only applies to recover', returncode=2)
         chosen = targets(options['queues'], options['all_queues'])
         try:
             with talking_to_redis():  # the same one-line errors (and exit status 3) as rq-acklate
