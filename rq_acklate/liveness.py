@@ -72,7 +72,7 @@ def lease_value() -> str:
 
 class LivenessThread(threading.Thread):
     """Renews the lease every ``heartbeat_interval`` and calls ``on_recovery_due`` every
-    ``recovery_interval``. Uses the worker's connection pool (its own socket from the pool)."""
+    ``recovery_interval``; after a lapse, calls ``on_lapse``. Uses the worker's connection pool."""
 
     def __init__(
         self,
@@ -81,8 +81,10 @@ class LivenessThread(threading.Thread):
         settings: Settings,
         state: LeaseState,
         on_recovery_due: Callable[[], None] | None = None,
+        on_lapse: Callable[[], None] | None = None,
     ) -> None:
         super().__init__(name=f'rq-acklate-liveness-{keys.name}', daemon=True)
+        self.on_lapse = on_lapse
         self.connection = connection
         self.keys = keys
         self.settings = settings
@@ -110,6 +112,8 @@ class LivenessThread(threading.Thread):
                     self.settings.liveness_ttl,
                 )
                 self.connection.set(self.keys.alive, lease_value(), px=self.settings.liveness_ttl_ms)
+                if self.on_lapse is not None:
+                    self.on_lapse()  # recovery may have forgotten this worker meanwhile: rejoin the registry
             self.state.renewed(started, lapsed=lapsed)
         except RedisError as exc:
             self._log_error('renew the liveness lease', exc)

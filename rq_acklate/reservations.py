@@ -85,7 +85,9 @@ class Reservations:
         Returns ``(queue_key, job_id)``, ``None`` when nothing came, or :data:`NOT_EMPTY` when the
         worker's list already holds jobs it never received (see ``reserve.lua``).
         """
-        found = self.scripts.reserve([self.keys.reserved, *queue_keys], ['1' if check_empty else '0'])
+        found = self.scripts.reserve(
+            [self.keys.reserved, keys.WORKERS, *queue_keys], ['1' if check_empty else '0', self.keys.name]
+        )
         if isinstance(found, bytes | str):
             return NOT_EMPTY
         if found:

@@ -146,7 +146,7 @@ class LateAckWorkerMixin:
         )
         self.queue_class = _reserving_queue_class(self.queue_class, self)
         self._acklate_keys = WorkerKeys(self.name)
-        self._acklate_scripts: Scripts | None = None
+        self._acklate_reservations: Reservations | None = None
         self._acklate_lease = LeaseState()
         self._acklate_liveness: LivenessThread | None = None
         self._acklate_policies = PolicyResolver(self.acklate_settings)
@@ -164,9 +164,9 @@ class LateAckWorkerMixin:
 
     @property
     def _reservations(self) -> Reservations:
-        if self._acklate_scripts is None:
-            self._acklate_scripts = Scripts(self.connection)
-        return Reservations(self.connection, self._acklate_keys, self._acklate_scripts)
+        if self._acklate_reservations is None:
+            self._acklate_reservations = Reservations(self.connection, self._acklate_keys, Scripts(self.connection))
+        return self._acklate_reservations
 
     def _recoverer(self) -> Recoverer:
         between = self._acklate_liveness.renew_if_due if self._acklate_liveness is not None else None
@@ -208,7 +208,6 @@ class LateAckWorkerMixin:
         _log_like_rq(*args, **kwargs)
         if sys.platform.startswith('linux'):
             _prctl()  # look it up here, not in every work horse
-        reservations = self._reservations
         own = self._recoverer().recover_worker(self.name, require_dead=True, loss='worker-restarted')
         if own.outcomes:
             self.log.warning(
@@ -217,23 +216,27 @@ class LateAckWorkerMixin:
                 len(own.outcomes),
                 own.counts(),
             )
-        reservations.register(
-            self.queue_names(),
-            self.pid,
-            self.hostname,
-            _class_path(type(self)),
-            self.acklate_settings.heartbeat_interval,
-        )
+        self._register()
         self._acklate_liveness = LivenessThread(
             self.connection,
             self._acklate_keys,
             self.acklate_settings,
             self._acklate_lease,
             on_recovery_due=self._periodic_recovery,
+            on_lapse=self._register,
         )
         self._acklate_liveness.acquire()
         self._periodic_recovery()
         self._acklate_liveness.start()
+
+    def _register(self) -> None:
+        self._reservations.register(
+            self.queue_names(),
+            self.pid,
+            self.hostname,
+            _class_path(type(self)),
+            self.acklate_settings.heartbeat_interval,
+        )
 
     def register_birth(self) -> None:
         wk = self._acklate_keys

@@ -192,6 +192,23 @@ def test_paused_worker_does_not_record_a_non_idempotent_job_failed_by_recovery(c
     assert len(started_runs(connection, job.id)) == 1
 
 
+def test_worker_forgotten_while_paused_is_found_again_when_it_dies_holding_a_job(connection, workers):
+    first = workers.start('w1', ['solo'])
+    first.kill(signal.SIGSTOP)
+    try:
+        workers.start('w2', ['other'])  # its recovery sees w1 dead and empty-handed, and forgets it
+        wait_until(lambda: not connection.sismember('rq:acklate:workers', 'w1'), what='w1 to be forgotten')
+    finally:
+        first.kill(signal.SIGCONT)
+    job = Queue('solo', connection=connection).enqueue(jobs.idempotent_job, 3)
+    wait_until(lambda: started_runs(connection, job.id), what='w1 to take the job')
+    assert connection.sismember('rq:acklate:workers', 'w1')  # it joined the registry again
+    first.kill()
+    workers.start('w3', ['solo'])
+    wait_status(job, JobStatus.FINISHED)
+    assert [r['redeliveries'] for r in started_runs(connection, job.id)] == [0, 1]
+
+
 def test_lost_dequeue_reply_gets_the_job_back(connection, workers, redis_server):
     url = urlparse(workers.redis_url)
     proxy = ReplyDroppingProxy(url.hostname, url.port)
