@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import functools
+import json
 import logging
 import os
 import signal
@@ -159,6 +160,7 @@ class LateAckWorkerMixin:
         self._horse_killed_on_purpose = False
         self._settled_here: str | None = None
         self._doorbells: Doorbells | None = None
+        self._deferred: Pipeline | None = None
 
     # -- shared helpers --------------------------------------------------------------------------
 
@@ -370,8 +372,6 @@ class LateAckWorkerMixin:
         return job, raw
 
     def _quarantine(self, job_id: str, queue_key: str, reason: str) -> None:
-        import json
-
         record = json.dumps({'queue': queue_key, 'worker': self.name, 'reason': reason, 'at': utcformat(now())})
         with self.connection.pipeline() as pipe:
             pipe.hset(keys.QUARANTINE, job_id, record)
@@ -396,6 +396,9 @@ class LateAckWorkerMixin:
             self._taken_over(job.id, count=True)
             return
         self._start_pending = True
+        # RQ's last writes for the job (working time reset, state idle) ride with the heartbeat RQ
+        # sends right after, together with the ack: one round trip for the three.
+        self._deferred = self.connection.pipeline(transaction=False)
         super().execute_job(job, queue)  # type: ignore[misc]
         # Reached only when RQ returns normally: the outcome is stored. A cold shutdown raises
         # SystemExit through here and leaves the job reserved for teardown to settle.
@@ -406,9 +409,16 @@ class LateAckWorkerMixin:
                 self._held = None
 
     def set_state(self, state: str, pipeline: Pipeline | None = None) -> None:
+        if pipeline is None and state == WorkerStatus.IDLE and self._deferred is not None:
+            pipeline = self._deferred
         super().set_state(state, pipeline=pipeline)  # type: ignore[misc]
         if pipeline is not None and state == WorkerStatus.BUSY and self._start_pending:
             self._queue_start(pipeline)
+
+    def set_current_job_working_time(self, working_time: float, pipeline: Pipeline | None = None) -> None:
+        if pipeline is None and working_time == 0 and self._deferred is not None:
+            pipeline = self._deferred  # RQ resets it once the horse is gone
+        super().set_current_job_working_time(working_time, pipeline=pipeline)  # type: ignore[misc]
 
     def prepare_execution(self, job: Job) -> Any:
         execution = super().prepare_execution(job)  # type: ignore[misc]
@@ -434,7 +444,8 @@ class LateAckWorkerMixin:
         if pipeline is not None or self.is_horse:
             super().heartbeat(timeout, pipeline=pipeline)  # type: ignore[misc]
             return
-        with self.connection.pipeline(transaction=False) as pipe:
+        deferred, self._deferred = self._deferred, None
+        with deferred if deferred is not None else self.connection.pipeline(transaction=False) as pipe:
             super().heartbeat(timeout, pipeline=pipe)  # type: ignore[misc]
             ours = len(pipe)
             self._queue_pending(pipe)
@@ -446,6 +457,10 @@ class LateAckWorkerMixin:
             self._handle_pending(results[ours:])
 
     def _flush_pending(self) -> None:
+        if self._deferred is not None:  # RQ did not send its heartbeat after the job
+            deferred, self._deferred = self._deferred, None
+            with deferred:
+                deferred.execute()
         if self._pending_ack or self._pending_held_check:
             with self.connection.pipeline(transaction=False) as pipe:
                 self._queue_pending(pipe)
