@@ -3,15 +3,17 @@
     python benchmarks/recovery_latency.py [--kills 20] [--plain-kills 3]
 
 Each kill: worker A takes a long idempotent late-ack job, worker B stands by, A's main process is
-SIGKILLed (its work horse dies with it), and the clock runs until the job's second start, as the
-job itself records it. Kills alternate between the default settings and the fast ones
-(liveness_ttl=3, heartbeat_interval=1, recovery_interval=1). Plain RQ gets the same kill with a
+SIGKILLed (its work horse dies with it) at a random moment of its heartbeat and of B's recovery
+cycle, and the clock runs until the job's second start, as the job itself records it. Kills
+alternate between the default settings and the fast ones (liveness_ttl=3, heartbeat_interval=1,
+recovery_interval=1). Plain RQ gets the same kill with a
 plain job and is watched for `--plain-window` seconds: it never runs the job again.
 """
 
 from __future__ import annotations
 
 import argparse
+import random
 import time
 import uuid
 
@@ -35,7 +37,9 @@ def starts(client, job_id: str) -> list[float]:
     return [float(e.decode().split(':')[0]) for e in client.lrange(f'bench:starts:{job_id}', 0, -1)]
 
 
-def one_kill(server: RedisServer, worker_class: str, func: str, env: dict[str, str], window: float) -> float | None:
+def one_kill(
+    server: RedisServer, worker_class: str, func: str, env: dict[str, str], window: float, jitter: float
+) -> float | None:
     client = server.client()
     client.flushall()
     tag = uuid.uuid4().hex[:6]
@@ -46,6 +50,7 @@ def one_kill(server: RedisServer, worker_class: str, func: str, env: dict[str, s
         b = start_worker(server.url, worker_class, ['q'], name=f'b-{tag}', env=env)
         try:
             wait_for(lambda: client.hget(f'rq:worker:b-{tag}', 'state') in (b'idle', b'started'), 30)
+            time.sleep(random.uniform(0, jitter))  # any phase of A's heartbeat and of B's recovery cycle
             kill_tree(a)
             killed_at = time.time()
             try:
@@ -72,12 +77,15 @@ def main() -> None:
     with RedisServer() as server:
         for kill in range(args.kills):
             for label, env in (('defaults', {}), ('fast', FAST_SETTINGS)):
-                latency = one_kill(server, ACKLATE['Worker'], 'bench_jobs.sleep_late', env, 90)
+                jitter = float(env.get('RQ_ACKLATE_HEARTBEAT_INTERVAL', 3)) + float(
+                    env.get('RQ_ACKLATE_RECOVERY_INTERVAL', 5)
+                )
+                latency = one_kill(server, ACKLATE['Worker'], 'bench_jobs.sleep_late', env, 90, jitter)
                 results[label].append(latency)
                 shown = 'never ran again' if latency is None else f'{latency:.2f}s'
                 print(f'kill {kill + 1:2} {label:8} {shown}', flush=True)
         for kill in range(args.plain_kills):
-            latency = one_kill(server, PLAIN['Worker'], 'bench_plain.sleep_plain', {}, args.plain_window)
+            latency = one_kill(server, PLAIN['Worker'], 'bench_plain.sleep_plain', {}, args.plain_window, 0)
             plain.append(latency)
             shown = 'never ran again' if latency is None else f'{latency:.2f}s'
             print(f'plain kill {kill + 1}: {shown}', flush=True)

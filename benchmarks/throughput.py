@@ -2,7 +2,8 @@
 
     python benchmarks/throughput.py [--jobs 5000] [--rounds 3] [--classes Worker,SimpleWorker]
 
-For each worker class, rounds alternate plain RQ and rq-acklate on the same private redis-server.
+For each worker class, rounds alternate plain RQ and rq-acklate on the same private redis-server
+(who goes first alternates too).
 A round enqueues N jobs, runs `rq worker --burst`, and measures from the first job's start to the
 last job's end (RQ's own timestamps), so interpreter start-up is not counted. Plain RQ's worker
 preloads the job module, as rq-acklate's worker does when it reads the job's policy, so both
@@ -73,7 +74,7 @@ def drain(server: RedisServer, worker_class: str, func: str, jobs: int, preload:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--jobs', type=int, default=5000)
-    parser.add_argument('--rounds', type=int, default=3)
+    parser.add_argument('--rounds', type=int, default=5)
     parser.add_argument('--classes', default='Worker,SimpleWorker')
     args = parser.parse_args()
 
@@ -82,10 +83,13 @@ def main() -> None:
     with RedisServer() as server:
         for round_number in range(1, args.rounds + 1):
             for kind in args.classes.split(','):
-                for label, worker_class, func, preload in (
+                sides = [
                     ('plain RQ', PLAIN[kind], 'bench_plain.noop', 'bench_plain'),
                     ('rq-acklate', ACKLATE[kind], 'bench_jobs.noop_late', ''),
-                ):
+                ]
+                if round_number % 2 == 0:
+                    sides.reverse()  # alternate who goes first
+                for label, worker_class, func, preload in sides:
                     started = time.monotonic()
                     result = drain(server, worker_class, func, args.jobs, preload)
                     results[(kind, label)].append(result)

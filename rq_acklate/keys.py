@@ -6,10 +6,10 @@ Keys owned by rq-acklate (prefix ``rq:acklate:``):
 key                                type    meaning
 =================================  ======  ===========================================================
 ``rq:acklate:workers``             SET     names of late-ack workers that may hold reservations; a
-                                           worker adds itself at startup, recovery removes it once it
-                                           is dead and holds nothing
-``rq:acklate:worker:<name>``       HASH    queues, pid, host and class of a worker, so ``status`` can
-                                           describe it after RQ's own worker key has expired
+                                           worker adds itself at startup and with every reservation,
+                                           recovery removes it once it is dead and holds nothing
+``rq:acklate:worker:<name>``       HASH    queues, pid, host, class and heartbeat interval of a worker,
+                                           so ``status`` can describe it after RQ's worker key expired
 ``rq:acklate:alive:<name>``        STRING  the worker's liveness lease (``SET PX``), renewed every
                                            heartbeat interval; a missing key means the worker is dead
 ``rq:acklate:reserved:<name>``     LIST    ids of jobs the worker took off a queue and has not acked;

@@ -24,7 +24,7 @@ import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from redis import Redis
 from redis.client import Pipeline
@@ -68,6 +68,14 @@ class StartRecord:
 NOT_EMPTY = 'not-empty'
 
 
+class Reserved(NamedTuple):
+    queue_key: str
+    job_id: str
+    #: True when the job is known to be the only one in the reserved list (``reserve.lua`` checked);
+    #: False after a ``BLMOVE``, so the worker looks for a job whose reply was lost.
+    alone: bool
+
+
 class Reservations:
     """Redis operations on one worker's reservations."""
 
@@ -78,11 +86,11 @@ class Reservations:
 
     def reserve(
         self, queue_keys: Sequence[str], timeout: float | None, *, check_empty: bool = True
-    ) -> tuple[str, str] | str | None:
+    ) -> Reserved | str | None:
         """Take the first job of the first non-empty queue (``reserve.lua``); when it is empty and a
         ``timeout`` is given (single-queue workers), block on it for up to that long (``BLMOVE``).
 
-        Returns ``(queue_key, job_id)``, ``None`` when nothing came, or :data:`NOT_EMPTY` when the
+        Returns the :class:`Reserved` job, ``None`` when nothing came, or :data:`NOT_EMPTY` when the
         worker's list already holds jobs it never received (see ``reserve.lua``).
         """
         found = self.scripts.reserve(
@@ -91,12 +99,13 @@ class Reservations:
         if isinstance(found, bytes | str):
             return NOT_EMPTY
         if found:
-            return as_text(found[0]), as_text(found[1])
+            return Reserved(as_text(found[0]), as_text(found[1]), alone=check_empty)
         if timeout is None:
             return None
         # Redis accepts a fractional timeout; redis-py's annotation says int.
         job_id = self.connection.blmove(queue_keys[0], self.keys.reserved, timeout, 'LEFT', 'RIGHT')  # type: ignore[arg-type]
-        return (queue_keys[0], as_text(job_id)) if job_id is not None else None
+        # If the client retried a BLMOVE whose reply was lost, an earlier job sits in the list too.
+        return Reserved(queue_keys[0], as_text(job_id), alone=False) if job_id is not None else None
 
     def record_start(self, pipeline: Pipeline, job_id: str, record: StartRecord | None) -> None:
         """Queue the start bookkeeping in RQ's own start transaction: drop an early-ack reservation,

@@ -1,10 +1,12 @@
 """The late-ack worker: a mixin that goes in front of any RQ worker class.
 
-``LateAckWorkerMixin`` overrides a few narrow RQ methods and calls ``super()`` in each:
+``LateAckWorkerMixin`` overrides a few narrow RQ methods and calls ``super()`` in each. No RQ
+method is copied; the overrides follow RQ 2.0 to 2.12, which the test matrix runs.
 
 ================================  =============================================================
 RQ method                         what the mixin adds
 ================================  =============================================================
+``__init__``                      reads the settings; refuses RQ's ``SpawnWorker``
 ``bootstrap``                     checks Redis >= 6.2, settles what an earlier worker of the same
                                   name left reserved, takes the liveness lease, runs a recovery
                                   pass, starts the liveness thread
@@ -14,9 +16,11 @@ RQ method                         what the mixin adds
                                   subclass of the worker's queue class carries the override)
 ``execute_job``                   resolves the job's policy, checks the reservation is still held
                                   after a pause, queues the ack after RQ stored the outcome
-``set_state`` / ``prepare_execution``  record the start in RQ's own start transaction
-``heartbeat``                     carries the pending ack and the lost-reply check in the pipeline
-                                  of RQ's heartbeat (no extra round trip)
+``set_state`` (BUSY) /            record the start in RQ's own start transaction
+``prepare_execution``
+``heartbeat``,                    RQ's heartbeat, its last writes for the job (state idle, working
+``set_state`` (IDLE),             time reset), the pending ack and the lost-reply check travel in
+``set_current_job_working_time``  one pipeline: fewer round trips per job than plain RQ
 ``handle_job_success`` /          do not store an outcome for a job recovery took over while this
 ``handle_job_failure`` /          worker was paused
 ``handle_job_retry``
@@ -25,7 +29,7 @@ RQ method                         what the mixin adds
 ``kill_horse``                    remembers that the worker itself killed the horse (stop/kill
                                   commands, timeouts, cold shutdown): not a worker loss
 ``main_work_horse``               the horse dies with its worker (``PR_SET_PDEATHSIG`` on Linux)
-``teardown``                      stops the thread, acks, settles leftovers, releases the lease
+``teardown``                      stops the threads, acks, settles leftovers, releases the lease
 ================================  =============================================================
 """
 
@@ -61,7 +65,7 @@ from .keys import WorkerKeys
 from .liveness import LeaseState, LivenessThread, lease_value
 from .policy import REDELIVERIES_META_KEY, Policy, PolicyResolver
 from .recovery import Recoverer
-from .reservations import NOT_EMPTY, Reservations, StartRecord
+from .reservations import NOT_EMPTY, Reservations, Reserved, StartRecord
 from .scripts import Scripts
 from .server import require_supported_redis
 from .settings import Settings
@@ -161,6 +165,7 @@ class LateAckWorkerMixin:
         self._settled_here: str | None = None
         self._doorbells: Doorbells | None = None
         self._deferred: Pipeline | None = None
+        self._defer_writes = False
 
     # -- shared helpers --------------------------------------------------------------------------
 
@@ -305,8 +310,8 @@ class LateAckWorkerMixin:
                     doorbells.arm()
                     doorbells.wait(wait)
                 continue
-            assert isinstance(found, tuple)
-            queue_key, job_id = found
+            assert isinstance(found, Reserved)
+            queue_key, job_id = found.queue_key, found.job_id
             job, raw = self._load_reserved_job(job_id, queue_key, job_class or Job, serializer)
             if job is None:
                 continue
@@ -324,7 +329,7 @@ class LateAckWorkerMixin:
                 reserved_at=time.time(),
                 lapses_at_reserve=lapses,
             )
-            self._pending_held_check = True
+            self._pending_held_check = not found.alone
             signals.send(
                 signals.job_reserved,
                 self,
@@ -398,7 +403,7 @@ class LateAckWorkerMixin:
         self._start_pending = True
         # RQ's last writes for the job (working time reset, state idle) ride with the heartbeat RQ
         # sends right after, together with the ack: one round trip for the three.
-        self._deferred = self.connection.pipeline(transaction=False)
+        self._defer_writes = True
         super().execute_job(job, queue)  # type: ignore[misc]
         # Reached only when RQ returns normally: the outcome is stored. A cold shutdown raises
         # SystemExit through here and leaves the job reserved for teardown to settle.
@@ -409,15 +414,20 @@ class LateAckWorkerMixin:
                 self._held = None
 
     def set_state(self, state: str, pipeline: Pipeline | None = None) -> None:
-        if pipeline is None and state == WorkerStatus.IDLE and self._deferred is not None:
-            pipeline = self._deferred
+        if pipeline is None and state == WorkerStatus.IDLE and self._defer_writes:
+            pipeline = self._deferred_pipeline()
         super().set_state(state, pipeline=pipeline)  # type: ignore[misc]
         if pipeline is not None and state == WorkerStatus.BUSY and self._start_pending:
             self._queue_start(pipeline)
 
+    def _deferred_pipeline(self) -> Pipeline:
+        if self._deferred is None:
+            self._deferred = self.connection.pipeline(transaction=False)
+        return self._deferred
+
     def set_current_job_working_time(self, working_time: float, pipeline: Pipeline | None = None) -> None:
-        if pipeline is None and working_time == 0 and self._deferred is not None:
-            pipeline = self._deferred  # RQ resets it once the horse is gone
+        if pipeline is None and working_time == 0 and self._defer_writes:
+            pipeline = self._deferred_pipeline()  # RQ resets it once the horse is gone
         super().set_current_job_working_time(working_time, pipeline=pipeline)  # type: ignore[misc]
 
     def prepare_execution(self, job: Job) -> Any:
@@ -439,12 +449,13 @@ class LateAckWorkerMixin:
     # -- ack and the lost-reply check, in RQ's heartbeat pipeline ---------------------------------
 
     def heartbeat(self, timeout: int | None = None, pipeline: Pipeline | None = None) -> None:
-        """RQ's heartbeat, sent as one pipeline that also carries the pending ack and lost-reply
-        check. (RQ sends its HSET and EXPIRE as two round trips; one is enough.)"""
-        if pipeline is not None or self.is_horse:
+        """RQ's heartbeat; when there is something to send with it (the ack, the lost-reply check, RQ's
+        own last writes for a job), all of it goes in one pipeline."""
+        nothing_to_add = not (self._pending_ack or self._pending_held_check or self._deferred is not None)
+        if pipeline is not None or self.is_horse or nothing_to_add:
             super().heartbeat(timeout, pipeline=pipeline)  # type: ignore[misc]
             return
-        deferred, self._deferred = self._deferred, None
+        deferred, self._deferred, self._defer_writes = self._deferred, None, False
         with deferred if deferred is not None else self.connection.pipeline(transaction=False) as pipe:
             super().heartbeat(timeout, pipeline=pipe)  # type: ignore[misc]
             ours = len(pipe)
@@ -457,6 +468,7 @@ class LateAckWorkerMixin:
             self._handle_pending(results[ours:])
 
     def _flush_pending(self) -> None:
+        self._defer_writes = False
         if self._deferred is not None:  # RQ did not send its heartbeat after the job
             deferred, self._deferred = self._deferred, None
             with deferred:

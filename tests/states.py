@@ -25,8 +25,8 @@ def reserve(worker: LateAckWorker) -> Job:
     """Reserve the next job as the worker's dequeue does. A real worker holds one job at a time (and
     treats anything else in its list as a lost reply); these dead workers may hold many."""
     found = worker._reservations.reserve([q.key for q in worker.queues], None, check_empty=False)
-    assert isinstance(found, tuple), 'nothing to reserve'
-    job, raw = worker._load_reserved_job(found[1], found[0], worker.job_class, worker.serializer)
+    assert found is not None and not isinstance(found, str), 'nothing to reserve'
+    job, raw = worker._load_reserved_job(found.job_id, found.queue_key, worker.job_class, worker.serializer)
     assert job is not None
     worker._held = HeldJob(job.id, job.origin, (raw.get(b'started_at') or b'').decode(), time.time(), 0)
     return job
