@@ -560,21 +560,31 @@ class LateAckWorkerMixin:
     def handle_job_success(self, job: Job, queue: Queue, *args: Any, **kwargs: Any) -> None:
         if self._may_store_outcome(job):
             super().handle_job_success(job, queue, *args, **kwargs)  # type: ignore[misc]
+        else:
+            self._forget_execution(job)
 
     def handle_job_retry(self, job: Job, queue: Queue, *args: Any, **kwargs: Any) -> None:
         if self._may_store_outcome(job):
             super().handle_job_retry(job, queue, *args, **kwargs)  # type: ignore[misc]
+        else:
+            self._forget_execution(job)
 
     def handle_job_failure(self, job: Job, queue: Queue, *args: Any, **kwargs: Any) -> None:
         if self._settled_here == job.id:
             # handle_work_horse_killed already requeued or failed it: only tidy the worker's side.
             self._settled_here = None
-            with self.connection.pipeline() as pipe:
-                self.cleanup_execution(job, pipeline=pipe)
-                pipe.execute()
-            return
-        if self._may_store_outcome(job):
+            self._forget_execution(job)
+        elif self._may_store_outcome(job):
             super().handle_job_failure(job, queue, *args, **kwargs)  # type: ignore[misc]
+        else:
+            self._forget_execution(job)
+
+    def _forget_execution(self, job: Job) -> None:
+        """Remove this worker's execution of a job it no longer owns from RQ's StartedJobRegistry:
+        left there, RQ's registry cleanup would later fail the job's next run as abandoned."""
+        with self.connection.pipeline() as pipe:
+            self.cleanup_execution(job, pipeline=pipe)
+            pipe.execute()
 
     # -- horses ----------------------------------------------------------------------------------
 
@@ -601,6 +611,18 @@ class LateAckWorkerMixin:
     def main_work_horse(self, job: Job, queue: Queue) -> None:
         die_with_parent(self._acklate_parent_pid)
         super().main_work_horse(job, queue)  # type: ignore[misc]
+
+    def perform_job(self, job: Job, queue: Queue) -> bool:
+        """RQ's perform_job (in the horse, or in-process for SimpleWorker), unless recovery took the
+        job while this worker was paused after its ownership check in execute_job: then the job is
+        not started at all (RQ marks it started only here), so it never runs twice."""
+        held = self._held
+        ours = held is not None and held.job_id == job.id and held.policy is not None and held.policy.late_ack
+        if ours and held is not None and not self._still_held(held):
+            self._taken_over(job.id, count=False)  # the main process counts it when its ack finds it gone
+            self._forget_execution(job)
+            return False
+        return bool(super().perform_job(job, queue))  # type: ignore[misc]
 
     # -- shutdown --------------------------------------------------------------------------------
 

@@ -192,6 +192,32 @@ def test_paused_worker_does_not_record_a_non_idempotent_job_failed_by_recovery(c
     assert len(started_runs(connection, job.id)) == 1
 
 
+def test_worker_paused_between_its_ownership_check_and_the_start_never_starts_the_job(connection, workers):
+    # Found by the long chaos soak: stopped after RQ created the execution but before the fork, the
+    # worker used to start a job that recovery had already requeued (so it ran twice), and leave its
+    # execution in StartedJobRegistry for RQ's cleanup to fail the job later.
+    queue = Queue(connection=connection)
+    job = queue.enqueue(jobs.late_job)
+    first = workers.start('w1', worker_class='workers.PauseAfterPrepareWorker', env={'ACKLATE_TEST_PAUSE': '1'})
+    paused_at(connection, first, 'after-prepare')
+    first.kill(signal.SIGSTOP)
+    try:
+        workers.start('w2')
+        # Not started yet (RQ marks a job started in the horse): recovery requeues it as never run.
+        wait_status(job, JobStatus.FINISHED, timeout=30)
+    finally:
+        first.kill(signal.SIGCONT)
+    wait_until(lambda: 'taken over' in first.log(), what='w1 to notice the takeover')
+    wait_until(lambda: stats(connection).get('taken_over', 0) >= 1, what='w1 to count the takeover')
+    time.sleep(1)
+    assert first.process.poll() is None  # did not crash
+    assert len(started_runs(connection, job.id)) == 1  # by w2 only: w1 never started it
+    assert status(job) == JobStatus.FINISHED and [r.type.name for r in job.results()] == ['SUCCESSFUL']
+    assert job.started_job_registry.get_job_ids() == []  # nothing left for RQ's cleanup to fail
+    assert FailedJobRegistry(queue=queue).get_job_ids() == []
+    assert reserved(connection, 'w1') == [] and reserved(connection, 'w2') == []
+
+
 def test_worker_forgotten_while_paused_is_found_again_when_it_dies_holding_a_job(connection, workers):
     first = workers.start('w1', ['solo'])
     first.kill(signal.SIGSTOP)

@@ -65,3 +65,13 @@ class LateAckRoundRobinWorker(LateAckWorkerMixin, RoundRobinWorker):
 
 class LateAckRandomWorker(LateAckWorkerMixin, RandomWorker):
     """RQ's random-order worker with late acks."""
+
+
+class PauseAfterPrepareWorker(LateAckWorker):
+    """Holds each job for ACKLATE_TEST_PAUSE seconds after RQ created its execution, before the fork:
+    the window between the worker's ownership check and the job's start."""
+
+    def prepare_execution(self, job: Any) -> Any:
+        execution = super().prepare_execution(job)
+        _pause(self, 'after-prepare', job.id)
+        return execution
