@@ -26,13 +26,14 @@ def test_status_shows_live_and_paused_workers(connection, workers):
     busy = Queue(connection=connection).enqueue(jobs.idempotent_job, 20)
     workers.start('alive-1')
     wait_until(lambda: started_runs(connection, busy.id), what='the job to start')
-    paused = workers.start('paused-1', ['other'])
+    # A long lease, so the window in which it is late outlasts a slow `rq-acklate status` on a busy machine.
+    paused = workers.start('paused-1', ['other'], env={'RQ_ACKLATE_LIVENESS_TTL': '10'})
     paused.kill(signal.SIGSTOP)
     try:
-        # Between two heartbeats (1 s) and the end of its lease (2 s), a stopped worker shows as late.
+        # Between two heartbeats (1 s) and the end of its lease (10 s), a stopped worker shows as late.
         result = wait_until(
             lambda: (r := cli(workers, 'status', '--url', workers.redis_url)).stdout.count(' late ') and r,
-            timeout=5,
+            timeout=9,
             interval=0.1,
             what='the paused worker to show as late',
         )
