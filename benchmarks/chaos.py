@@ -31,6 +31,7 @@ import itertools
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -43,6 +44,7 @@ from pathlib import Path
 from redis import Redis
 from redis.exceptions import RedisError
 from rq import Queue
+from rq.job import Job
 
 from common import RedisServer, kill_tree, machine, percentile, start_worker, table
 
@@ -176,6 +178,7 @@ def classify(client: Redis, ids: list[str], kills: dict[int, float]) -> dict[str
 
     rows: dict[str, dict[str, object]] = {k: Counter() for k in KINDS}  # type: ignore[misc]
     latencies: dict[str, list[float]] = defaultdict(list)
+    reasons: dict[str, Counter[str]] = {k: Counter() for k in KINDS}
     for job_id in ids:
         kind = job_id.split('-')[0]
         counts = rows[kind]
@@ -188,6 +191,7 @@ def classify(client: Redis, ids: list[str], kills: dict[int, float]) -> dict[str
             counts['finished'] += 1
         elif status == 'failed':
             counts['failed'] += 1
+            reasons[kind][failure_reason(client, job_id)] += 1
         elif status == 'started' and kind == 'plain' and job_id in started_registry:
             counts['left to RQ'] += 1
         else:
@@ -207,7 +211,34 @@ def classify(client: Redis, ids: list[str], kills: dict[int, float]) -> dict[str
     for kind in KINDS:
         rows[kind]['redelivery p50'] = percentile(latencies[kind], 50)  # type: ignore[index]
         rows[kind]['redelivery max'] = max(latencies[kind]) if latencies[kind] else float('nan')  # type: ignore[index]
+        rows[kind]['failure reasons'] = dict(reasons[kind])  # type: ignore[index]
     return rows
+
+
+def dump_suspects(client: Redis, ids: list[str], path: Path) -> None:
+    """Write the job hash and runs of every job that broke a guarantee, for a post-mortem."""
+    with path.open('w') as out:
+        for job_id in ids:
+            kind = job_id.split('-')[0]
+            job = {k.decode(): v.decode('utf-8', 'replace') for k, v in client.hgetall(f'rq:job:{job_id}').items()}
+            runs = [json.loads(r) for r in client.lrange(f'chaos:runs:{job_id}', 0, -1)]
+            starts = sum(1 for r in runs if r['e'] == 'start')
+            status = job.get('status', '')
+            suspect = (kind == 'idempotent' and status == 'failed') or (kind == 'late' and starts > 1)
+            suspect = suspect or (kind != 'plain' and status not in ('finished', 'failed'))
+            if suspect:
+                job.pop('data', None)
+                out.write(json.dumps({'id': job_id, 'job': job, 'runs': runs}) + '\n')
+
+
+def failure_reason(client: Redis, job_id: str) -> str:
+    """The gist of why a job failed: the last line of its latest result's traceback (RQ), or the
+    first sentence of rq-acklate's reason, with worker names left out so it tallies."""
+    result = Job(job_id, connection=client).latest_result()
+    text = (result.exc_string if result is not None else None) or '(no failure recorded)'
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    gist = lines[-1] if not text.startswith('rq-acklate:') else text.split('. ')[0]
+    return re.sub(r'worker \S+', 'worker W', gist)[:120]
 
 
 def settled(client: Redis, ids: list[str]) -> bool:
@@ -254,6 +285,7 @@ def soak(args: argparse.Namespace, worker_class: str) -> tuple[dict[str, dict[st
         finally:
             run.stop()
         rows = classify(client, ids, run.kills)
+        dump_suspects(client, ids, Path(log_dir) / 'suspects.jsonl')
         stats = {k.decode(): int(v) for k, v in client.hgetall('rq:acklate:stats').items()}
     summary = {
         'worker_class': worker_class,
@@ -355,11 +387,14 @@ def main() -> None:
     else:
         print(f'machine: {machine()}\n')
         print(render(results))
-        for label, _rows, summary in results:
+        for label, by_kind, summary in results:
             print(
                 f'\n{label}: chaos actions {summary["actions"]}, chaos {summary["chaos_seconds"]} s, '
                 f'settled {summary["settle_seconds"]} s after; counters {summary["counters"]}'
             )
+            for kind in KINDS:
+                for reason, count in sorted(by_kind[kind]['failure reasons'].items(), key=lambda r: -r[1]):  # type: ignore[union-attr]
+                    print(f'  {kind} failed x{count}: {reason}')
         if 'acklate' in classes[-1]:
             print('\nguarantees: ' + ('held' if not problems else 'VIOLATED: ' + '; '.join(problems)))
     if args.check and problems:

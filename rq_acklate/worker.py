@@ -22,13 +22,17 @@ RQ method                         what the mixin adds
 ``set_state`` (IDLE),             time reset), the pending ack and the lost-reply check travel in
 ``set_current_job_working_time``  one pipeline: fewer round trips per job than plain RQ
 ``handle_job_success`` /          do not store an outcome for a job recovery took over while this
-``handle_job_failure`` /          worker was paused
-``handle_job_retry``
+``handle_job_failure`` /          worker was paused; do not fail a late-ack job because RQ's own
+``handle_job_retry``              Redis calls around it lost the connection (a worker loss)
 ``handle_work_horse_killed``      a horse killed under a live worker (OOM, segfault) is a worker
-                                  loss: idempotent late-ack jobs are redelivered
+                                  loss: idempotent late-ack jobs are redelivered; a horse that lost
+                                  Redis settles any late-ack job by its policy
 ``kill_horse``                    remembers that the worker itself killed the horse (stop/kill
                                   commands, timeouts, cold shutdown): not a worker loss
 ``main_work_horse``               the horse dies with its worker (``PR_SET_PDEATHSIG`` on Linux)
+``perform_job``                   re-checks ownership after a pause before RQ marks the job started;
+                                  a horse that lost Redis around a late-ack job says so in its exit
+                                  code
 ``teardown``                      stops the threads, acks, settles leftovers, releases the lease
 ================================  =============================================================
 """
@@ -44,6 +48,7 @@ import os
 import signal
 import sys
 import time
+import traceback
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -163,6 +168,7 @@ class LateAckWorkerMixin:
         self._needs_reconcile = False
         self._horse_killed_on_purpose = False
         self._settled_here: str | None = None
+        self._bookkeeping_lost: str | None = None
         self._doorbells: Doorbells | None = None
         self._deferred: Pipeline | None = None
         self._defer_writes = False
@@ -395,6 +401,7 @@ class LateAckWorkerMixin:
         held.policy = self._acklate_policies.resolve(job)
         self._horse_killed_on_purpose = False
         self._settled_here = None
+        self._bookkeeping_lost = None
         if not self._still_held(held):
             self._held = None
             self._pending_held_check = False
@@ -405,10 +412,13 @@ class LateAckWorkerMixin:
         # sends right after, together with the ack: one round trip for the three.
         self._defer_writes = True
         super().execute_job(job, queue)  # type: ignore[misc]
-        # Reached only when RQ returns normally: the outcome is stored. A cold shutdown raises
-        # SystemExit through here and leaves the job reserved for teardown to settle.
+        # Reached only when RQ returns normally: the outcome is stored, unless RQ lost Redis around
+        # an in-process job (SimpleWorker). A cold shutdown raises SystemExit through here and leaves
+        # the job reserved for teardown to settle.
         if self._held is not None and self._held.job_id == job.id:
-            if held.policy.late_ack:
+            if self._bookkeeping_lost == job.id:
+                self._held, self._bookkeeping_lost, self._needs_reconcile = None, None, True
+            elif held.policy.late_ack:
                 self._pending_ack = job.id
             else:
                 self._held = None
@@ -574,10 +584,32 @@ class LateAckWorkerMixin:
             # handle_work_horse_killed already requeued or failed it: only tidy the worker's side.
             self._settled_here = None
             self._forget_execution(job)
+        elif self._lost_redis_in_bookkeeping(job):
+            self.log.warning(
+                'Worker %s: RQ lost its Redis connection while starting job %s or storing its outcome '
+                '(not in the job'
+                "'"
+                's own code); the job is not failed for it: it stays reserved and is '
+                'settled by its policy (requeued if it never started or is idempotent)',
+                self.name,
+                job.id,
+            )
+            self._bookkeeping_lost = job.id
         elif self._may_store_outcome(job):
             super().handle_job_failure(job, queue, *args, **kwargs)  # type: ignore[misc]
         else:
             self._forget_execution(job)
+
+    def _lost_redis_in_bookkeeping(self, job: Job) -> bool:
+        """True when RQ is failing a late-ack job because one of its own Redis calls around the job
+        (the start transaction, ``Job.perform``'s ``PERSIST``, storing the outcome) lost the
+        connection: a worker loss, not a job failure. Errors raised in the job's function or its
+        callbacks stay job failures, as in RQ."""
+        held = self._held
+        if held is None or held.job_id != job.id or held.policy is None or not held.policy.late_ack:
+            return False
+        error = sys.exc_info()[1]  # RQ calls handle_job_failure in the except block of perform_job
+        return isinstance(error, REDIS_CONNECTION_ERRORS) and not raised_in_job_code(error)
 
     def _forget_execution(self, job: Job) -> None:
         """Remove this worker's execution of a job it no longer owns from RQ's StartedJobRegistry:
@@ -595,15 +627,18 @@ class LateAckWorkerMixin:
     def handle_work_horse_killed(self, job: Job, retpid: int, ret_val: int, rusage: Any) -> None:
         super().handle_work_horse_killed(job, retpid, ret_val, rusage)  # type: ignore[misc]
         held = self._held
+        lost_redis = isinstance(ret_val, int) and os.WIFEXITED(ret_val) and os.WEXITSTATUS(ret_val) == LOST_REDIS_EXIT
         if (
             self._horse_killed_on_purpose
             or held is None
             or held.job_id != job.id
             or held.policy is None
-            or not (held.policy.late_ack and held.policy.idempotent)
+            or not held.policy.late_ack
+            or not (held.policy.idempotent or lost_redis)
         ):
             return  # RQ fails it, as it does for any job whose horse died
-        result = self._recoverer().recover_worker(self.name, require_dead=False, job_ids=[job.id], loss='horse-killed')
+        loss = 'lost-redis-connection' if lost_redis else 'horse-killed'
+        result = self._recoverer().recover_worker(self.name, require_dead=False, job_ids=[job.id], loss=loss)
         if any(o.job_id == job.id and o.action in ('requeued', 'failed') for o in result.outcomes):
             self._settled_here = job.id
             self._held = None
@@ -615,14 +650,28 @@ class LateAckWorkerMixin:
     def perform_job(self, job: Job, queue: Queue) -> bool:
         """RQ's perform_job (in the horse, or in-process for SimpleWorker), unless recovery took the
         job while this worker was paused after its ownership check in execute_job: then the job is
-        not started at all (RQ marks it started only here), so it never runs twice."""
+        not started at all (RQ marks it started only here), so it never runs twice.
+
+        A horse in which RQ lost Redis around a late-ack job exits with :data:`LOST_REDIS_EXIT`
+        instead of RQ's 0, so that its main process settles the job."""
         held = self._held
         ours = held is not None and held.job_id == job.id and held.policy is not None and held.policy.late_ack
         if ours and held is not None and not self._still_held(held):
             self._taken_over(job.id, count=False)  # the main process counts it when its ack finds it gone
             self._forget_execution(job)
             return False
-        return bool(super().perform_job(job, queue))  # type: ignore[misc]
+        try:
+            performed = bool(super().perform_job(job, queue))  # type: ignore[misc]
+        except REDIS_CONNECTION_ERRORS:
+            if not ours:
+                raise
+            # Redis was gone for RQ's failure path too: nothing was stored, the job stays reserved.
+            self.log.warning('Worker %s: lost Redis while handling job %s; it stays reserved', self.name, job.id)
+            self._bookkeeping_lost, performed = job.id, False
+        if self._bookkeeping_lost == job.id and self.is_horse:
+            # Tell the main process, which settles the job by its policy (handle_work_horse_killed).
+            os._exit(LOST_REDIS_EXIT)
+        return performed
 
     # -- shutdown --------------------------------------------------------------------------------
 
@@ -687,6 +736,23 @@ def _reserving_queue_class(base: type[Queue], worker: LateAckWorkerMixin) -> typ
             '_acklate_worker': worker,
             'dequeue_any': classmethod(dequeue_any),
         },
+    )
+
+
+#: The exit code of a work horse in which RQ lost Redis while starting a late-ack job or storing
+#: its outcome (``EX_TEMPFAIL``): its main process settles the job by the job's policy.
+LOST_REDIS_EXIT = 75
+REDIS_CONNECTION_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+#: RQ's ``Job`` methods that call the job's own code: its function and its callbacks.
+_JOB_CODE_ENTRIES = frozenset({'_execute', 'execute_success_callback', 'execute_failure_callback'})
+
+
+def raised_in_job_code(error: BaseException) -> bool:
+    """Whether ``error`` came out of the job's function or a callback (its traceback passes through
+    the ``Job`` method that calls them), rather than out of RQ's own bookkeeping."""
+    return any(
+        frame.f_code.co_name in _JOB_CODE_ENTRIES and isinstance(frame.f_locals.get('self'), Job)
+        for frame, _line in traceback.walk_tb(error.__traceback__)
     )
 
 

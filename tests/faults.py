@@ -73,5 +73,9 @@ class ReplyDroppingProxy:
         self._closing = True
         self.listener.close()
         for s in self._sockets:
+            # shutdown first: a bare close() leaves a socket that a thread is blocked reading from
+            # open, and Redis would keep serving the dead worker's blocked BLMOVE into the next test.
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
             with contextlib.suppress(OSError):
                 s.close()

@@ -147,8 +147,10 @@ class Workers:
         def ready() -> bool:
             if worker.process.poll() is not None:
                 raise AssertionError(f'worker {worker.name} exited early:\n{worker.log()}')
+            # RQ records 'started' before the worker's bootstrap ends (rq-acklate takes its lease
+            # there): ready means the lease is taken, or the worker reached its work loop.
             state = connection.hget(f'rq:worker:{worker.name}', 'state')
-            return state in (b'idle', b'busy', b'started')
+            return state in (b'idle', b'busy') or bool(connection.exists(f'rq:acklate:alive:{worker.name}'))
 
         try:
             wait_until(ready, timeout, what=f'worker {worker.name} to start')

@@ -89,3 +89,12 @@ def record_success(job, connection, result, *args, **kwargs) -> None:  # type: i
 
 def record_failure(job, connection, type, value, traceback) -> None:  # type: ignore[no-untyped-def]
     connection.rpush('test:callbacks', f'failure:{job.id}:{type.__name__}')
+
+
+@late_ack(idempotent=True)
+def raises_connection_error() -> None:
+    """A job whose own code loses Redis: a job failure, as in RQ, not a worker loss."""
+    import redis
+
+    _record('start')
+    raise redis.exceptions.ConnectionError('the job lost its own connection')

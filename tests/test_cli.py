@@ -28,6 +28,8 @@ def test_status_shows_live_and_paused_workers(connection, workers):
     wait_until(lambda: started_runs(connection, busy.id), what='the job to start')
     # A long lease, so the window in which it is late outlasts a slow `rq-acklate status` on a busy machine.
     paused = workers.start('paused-1', ['other'], env={'RQ_ACKLATE_LIVENESS_TTL': '10'})
+    # RQ reports the worker started before rq-acklate's bootstrap took the lease: stop it after.
+    wait_until(lambda: connection.exists(keys.WorkerKeys('paused-1').alive), what='the paused worker to take its lease')
     paused.kill(signal.SIGSTOP)
     try:
         # Between two heartbeats (1 s) and the end of its lease (10 s), a stopped worker shows as late.

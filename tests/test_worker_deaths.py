@@ -113,7 +113,7 @@ def test_killed_horse_under_a_live_worker_redelivers_an_idempotent_job(connectio
     assert [r['redeliveries'] for r in started_runs(connection, job.id)] == [0, 1]
     assert len(finished_runs(connection, job.id)) == 1
     assert worker.process.poll() is None
-    assert reserved(connection, 'w1') == []
+    wait_until(lambda: reserved(connection, 'w1') == [], what='the ack, sent after RQ stored the outcome')
 
 
 def test_killed_horse_fails_a_non_idempotent_job_as_rq_does(connection, workers):
@@ -252,6 +252,46 @@ def test_lost_dequeue_reply_gets_the_job_back(connection, workers, redis_server)
         assert worker.process.poll() is None
     finally:
         proxy.close()
+
+
+@pytest.mark.parametrize(
+    ('worker_class', 'outage', 'job_func'),
+    [
+        ('workers.LoseRedisAtStartWorker', 'start', jobs.idempotent_job),
+        ('workers.LoseRedisAtStartWorker', 'start', jobs.late_job),
+        ('workers.LoseRedisAtStartWorker', 'horse', jobs.idempotent_job),
+        ('workers.LoseRedisAtStartSimpleWorker', 'start', jobs.late_job),
+    ],
+    ids=['idempotent', 'not-idempotent', 'whole-horse', 'simple-worker'],
+)
+def test_redis_lost_in_rqs_start_transaction_is_a_worker_loss_not_a_job_failure(
+    connection, workers, worker_class, outage, job_func
+):
+    """RQ fails a job whose start transaction (or failure path) lost Redis, though the job never ran;
+    found by the long chaos soak with CLIENT KILL. A late-ack job is settled by its policy instead:
+    it never started, so it is requeued and runs once."""
+    job = Queue(connection=connection).enqueue(job_func)
+    connection.sadd('test:lose-redis', job.id)
+    worker = workers.start('w1', worker_class=worker_class, env={'ACKLATE_TEST_OUTAGE': outage})
+    wait_status(job, JobStatus.FINISHED)
+    assert connection.scard('test:lose-redis') == 0  # the outage really happened
+    assert [r['redeliveries'] for r in started_runs(connection, job.id)] == [0]
+    assert len(finished_runs(connection, job.id)) == 1
+    assert job.id not in FailedJobRegistry('default', connection=connection)
+    assert 'not failed for it' in worker.log() or 'stays reserved' in worker.log()
+    assert worker.process.poll() is None
+    wait_until(lambda: reserved(connection, 'w1') == [], what='the reservation to go')
+    assert stats(connection)['requeued'] == 1
+
+
+def test_redis_error_raised_by_the_job_itself_fails_it_as_rq_does(connection, workers):
+    job = Queue(connection=connection).enqueue(jobs.raises_connection_error)
+    workers.start('w1')
+    wait_status(job, JobStatus.FAILED)
+    time.sleep(1.5)  # a few recovery intervals: it must not come back
+    assert len(started_runs(connection, job.id)) == 1
+    assert 'the job lost its own connection' in job.latest_result().exc_string
+    wait_until(lambda: reserved(connection, 'w1') == [], what='the ack')
 
 
 def test_several_queues_priority_and_origin(connection, workers):

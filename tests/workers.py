@@ -75,3 +75,45 @@ class PauseAfterPrepareWorker(LateAckWorker):
         execution = super().prepare_execution(job)
         _pause(self, 'after-prepare', job.id)
         return execution
+
+
+def _closed_port() -> int:
+    """A loopback port nothing listens on: connecting to it is refused at once."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return int(sock.getsockname()[1])
+
+
+class _LoseRedisAtStart:
+    """Redis becomes unreachable for RQ's start transaction of each job whose id is in the set
+    ``test:lose-redis`` (once per job): the connection pool is pointed at a closed port, so the
+    ConnectionError is real. With ``ACKLATE_TEST_OUTAGE=horse`` Redis stays unreachable for the rest
+    of the process (RQ cannot record the failure either); otherwise it comes back right after."""
+
+    def prepare_job_execution(self, job: Any, *args: Any, **kwargs: Any) -> None:
+        connection: Any = self.connection  # type: ignore[attr-defined]
+        if not connection.srem('test:lose-redis', job.id):
+            super().prepare_job_execution(job, *args, **kwargs)  # type: ignore[misc]
+            return
+        pool = connection.connection_pool
+        port = pool.connection_kwargs['port']
+        pool.connection_kwargs['port'] = _closed_port()
+        pool.disconnect()
+        pool.reset()  # pooled connections keep their own port: new ones take the closed one
+        try:
+            super().prepare_job_execution(job, *args, **kwargs)  # type: ignore[misc]
+        finally:
+            if os.environ.get('ACKLATE_TEST_OUTAGE') != 'horse':
+                pool.connection_kwargs['port'] = port
+                pool.disconnect()
+                pool.reset()
+
+
+class LoseRedisAtStartWorker(_LoseRedisAtStart, LateAckWorker):
+    pass
+
+
+class LoseRedisAtStartSimpleWorker(_LoseRedisAtStart, LateAckSimpleWorker):
+    pass
