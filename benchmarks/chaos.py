@@ -182,7 +182,7 @@ def classify(client: Redis, ids: list[str], kills: dict[int, float]) -> dict[str
     for job_id in ids:
         kind = job_id.split('-')[0]
         counts = rows[kind]
-        runs = [json.loads(r) for r in client.lrange(f'chaos:runs:{job_id}', 0, -1)]
+        runs = [json.loads(r) for r in dict.fromkeys(client.lrange(f'chaos:runs:{job_id}', 0, -1))]
         starts = [r for r in runs if r['e'] == 'start']
         ends = [r for r in runs if r['e'] == 'end']
         status = (client.hget(f'rq:job:{job_id}', 'status') or b'').decode()
@@ -221,13 +221,15 @@ def dump_suspects(client: Redis, ids: list[str], path: Path) -> None:
         for job_id in ids:
             kind = job_id.split('-')[0]
             job = {k.decode(): v.decode('utf-8', 'replace') for k, v in client.hgetall(f'rq:job:{job_id}').items()}
-            runs = [json.loads(r) for r in client.lrange(f'chaos:runs:{job_id}', 0, -1)]
+            runs = [json.loads(r) for r in dict.fromkeys(client.lrange(f'chaos:runs:{job_id}', 0, -1))]
             starts = sum(1 for r in runs if r['e'] == 'start')
             status = job.get('status', '')
-            suspect = (kind == 'idempotent' and status == 'failed') or (kind == 'late' and starts > 1)
+            # Every failed late-ack job, to tell worker losses from failures RQ recorded on its own.
+            suspect = (kind != 'plain' and status == 'failed') or (kind == 'late' and starts > 1)
             suspect = suspect or (kind != 'plain' and status not in ('finished', 'failed'))
             if suspect:
                 job.pop('data', None)
+                job['reason'] = failure_reason(client, job_id) if status == 'failed' else ''
                 out.write(json.dumps({'id': job_id, 'job': job, 'runs': runs}) + '\n')
 
 
@@ -238,7 +240,8 @@ def failure_reason(client: Redis, job_id: str) -> str:
     text = (result.exc_string if result is not None else None) or '(no failure recorded)'
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     gist = lines[-1] if not text.startswith('rq-acklate:') else text.split('. ')[0]
-    return re.sub(r'worker \S+', 'worker W', gist)[:120]
+    gist = re.sub(r', at \d{4}-\S+ \S+$', '', gist)  # RQ's AbandonedJobError message ends with a timestamp
+    return re.sub(r'chaos-\d+', 'chaos-N', gist)[:120]
 
 
 def settled(client: Redis, ids: list[str]) -> bool:

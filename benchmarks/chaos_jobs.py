@@ -6,16 +6,27 @@ import json
 import os
 import time
 
+import redis
 from rq import get_current_job
 
 from rq_acklate import idempotent, late_ack, redeliveries
 
 
 def _record(event: str) -> None:
+    """Append this event to the job's runs. The soak's ``CLIENT KILL`` also cuts the job's own
+    connection, and a Redis error raised by a job's own code fails it, as in RQ; this bookkeeping is
+    the soak's instrument, not the job under test, so it retries (the soak ignores duplicates: each
+    entry is unique by pid and time)."""
     job = get_current_job()
     assert job is not None
-    entry = {'e': event, 'pid': os.getpid(), 't': time.time(), 'r': redeliveries()}
-    job.connection.rpush(f'chaos:runs:{job.id}', json.dumps(entry))
+    entry = json.dumps({'e': event, 'pid': os.getpid(), 't': time.time(), 'r': redeliveries()})
+    for _attempt in range(50):
+        try:
+            job.connection.rpush(f'chaos:runs:{job.id}', entry)
+            return
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+            time.sleep(0.1)
+    job.connection.rpush(f'chaos:runs:{job.id}', entry)
 
 
 def _work(seconds: float) -> None:

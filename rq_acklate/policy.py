@@ -19,6 +19,7 @@ worker loss fails it visibly instead of losing it or running it twice.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import json
 import logging
 import pickle
@@ -63,6 +64,7 @@ class Policy:
         return f'{"L" if self.late_ack else "E"}{"I" if self.idempotent else "-"}{self.max_redeliveries}'
 
     @classmethod
+    @functools.lru_cache(maxsize=256)
     def from_code(cls, code: str) -> Policy:
         if len(code) < 3 or code[0] not in 'LE' or code[1] not in 'I-' or not code[2:].isdigit():
             raise ValueError(f'not a policy code: {code!r}')

@@ -29,7 +29,8 @@ import logging
 import re
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -53,6 +54,8 @@ logger = logging.getLogger('rq_acklate.recovery')
 #: RQ's own rule for job ids (``rq.job.JOB_ID_PATTERN`` in 2.x).
 _JOB_ID = re.compile(r'[A-Za-z0-9_-]+')
 _FINAL_OR_ELSEWHERE = ('finished', 'failed', 'stopped', 'canceled', 'scheduled', 'deferred')
+#: RQ >= 2.6 records the worker's name in each result.
+_RESULT_TAKES_WORKER_NAME = 'worker_name' in inspect.signature(Result).parameters
 BATCH_SIZE = 200
 #: Dead workers handled per pipeline round.
 GROUP_SIZE = 50
@@ -206,6 +209,16 @@ class RecoveryReport:
 
 
 @dataclass
+class _GroupRead:
+    """What :meth:`Recoverer._read_group` found for a group of dead workers."""
+
+    busy: list[tuple[WorkerKeys, list[str]]] = field(default_factory=list)  # with their job ids
+    empty: list[WorkerKeys] = field(default_factory=list)
+    leftovers: list[str] = field(default_factory=list)  # hold more than one batch
+    snapshots: list[Any] = field(default_factory=list)  # one snapshot.lua answer per busy worker
+
+
+@dataclass
 class _Batch:
     """One ``settle.lua`` call: the decisions it carries, and its keys and argument."""
 
@@ -277,14 +290,13 @@ class Recoverer:
         names = [n for n in names if n not in set(exclude)]
         report.checked_workers = len(names)
         report.dead_workers = self.dead_workers(names)
-        for group in _chunks(report.dead_workers, GROUP_SIZE):
-            leftovers: list[str] = []
-            try:
-                done, leftovers = self._recover_group(group, dry_run)
-                report.workers += done
-            except Exception as exc:  # fall back to one worker at a time
-                logger.warning('rq-acklate: grouped recovery failed (%s); going worker by worker', exc)
+        for group, result in self._recover_groups(list(_chunks(report.dead_workers, GROUP_SIZE)), dry_run):
+            if isinstance(result, Exception):  # fall back to one worker at a time
+                logger.warning('rq-acklate: grouped recovery failed (%s); going worker by worker', result)
                 leftovers = group
+            else:
+                done, leftovers = result
+                report.workers += done
             for name in leftovers:
                 try:
                     report.workers.append(self.recover_worker(name, require_dead=True, dry_run=dry_run))
@@ -304,35 +316,95 @@ class Recoverer:
             )
         return report
 
-    def _recover_group(self, names: list[str], dry_run: bool) -> tuple[list[WorkerRecovery], list[str]]:
-        """Settle several dead workers' jobs with one pipeline per step (list, snapshot, settle,
-        forget) instead of several round trips per worker. Workers that need more than one batch,
-        or whose state moved meanwhile, are returned as leftovers for :meth:`recover_worker`."""
+    def _recover_groups(
+        self, groups: list[list[str]], dry_run: bool
+    ) -> Iterator[tuple[list[str], tuple[list[WorkerRecovery], list[str]] | Exception]]:
+        """Settle groups of dead workers, yielding each group with its result (or the exception that
+        stopped it). With several groups, one I/O thread reads the next group and writes the current
+        one while this thread plans: Redis's work and Python's overlap instead of taking turns.
+        Each group's steps still run in order (read, plan, write, finish)."""
+        if len(groups) <= 1:
+            for group in groups:
+                try:
+                    read = self._read_group(group)
+                    batches = self._plan_group(read)
+                    answers = None if dry_run else self._write_group(batches)
+                    yield group, self._finish_group(read, batches, answers)
+                except Exception as exc:
+                    yield group, exc
+            return
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix='rq-acklate-recovery') as io:
+            # Reads run two groups ahead, so the I/O thread never waits for this one to plan.
+            reads = [io.submit(self._read_group, group) for group in groups[:2]]
+            previous: tuple[list[str], _GroupRead, list[_Batch], Future[list[Any]] | None] | None = None
+            for index, group in enumerate(groups):
+                if index + 2 < len(groups):
+                    reads.append(io.submit(self._read_group, groups[index + 2]))
+                current = None
+                try:
+                    read = reads[index].result()
+                    batches = self._plan_group(read)
+                    current = (group, read, batches, None if dry_run else io.submit(self._write_group, batches))
+                except Exception as exc:
+                    yield group, exc
+                if previous is not None:
+                    yield previous[0], self._finish_pending(previous)
+                previous = current
+            if previous is not None:
+                yield previous[0], self._finish_pending(previous)
+
+    def _finish_pending(
+        self, pending: tuple[list[str], _GroupRead, list[_Batch], Future[list[Any]] | None]
+    ) -> tuple[list[WorkerRecovery], list[str]] | Exception:
+        _group, read, batches, written = pending
+        try:
+            return self._finish_group(read, batches, written.result() if written is not None else None)
+        except Exception as exc:
+            return exc
+
+    def _read_group(self, names: list[str]) -> _GroupRead:
+        """Read several dead workers' reserved jobs and their snapshots, one pipeline per step.
+        Workers that hold more than one batch are left over for :meth:`recover_worker`."""
         workers = [WorkerKeys(name) for name in names]
         with self.connection.pipeline(transaction=False) as pipe:
             for wk in workers:
                 pipe.lrange(wk.reserved, 0, BATCH_SIZE)
             listed = [[as_text(i) for i in ids] for ids in pipe.execute()]
-        leftovers = [wk.name for wk, ids in zip(workers, listed, strict=True) if len(ids) > BATCH_SIZE]
-        busy = [(wk, ids) for wk, ids in zip(workers, listed, strict=True) if 0 < len(ids) <= BATCH_SIZE]
-        empty = [wk for wk, ids in zip(workers, listed, strict=True) if not ids]
-
-        snapshots = self._pipelined(
-            self.scripts.snapshot, [([wk.reservations, *map(keys.rq_job, ids)], ids) for wk, ids in busy]
+        read = _GroupRead()
+        for wk, ids in zip(workers, listed, strict=True):
+            if len(ids) > BATCH_SIZE:
+                read.leftovers.append(wk.name)
+            elif ids:
+                read.busy.append((wk, ids))
+            else:
+                read.empty.append(wk)
+        read.snapshots = self._pipelined(
+            self.scripts.snapshot, [([wk.reservations, *map(keys.rq_job, ids)], ids) for wk, ids in read.busy]
         )
-        batches = [
-            self._plan_batch(wk, ids, rows, True, 'worker-lost')
-            for (wk, ids), rows in zip(busy, snapshots, strict=True)
-        ]
-        done: list[WorkerRecovery] = []
-        if dry_run:
-            for (wk, _ids), batch in zip(busy, batches, strict=True):
-                done.append(WorkerRecovery(wk.name, batch.dry_run()))
-            return done + [WorkerRecovery(wk.name) for wk in empty], leftovers
+        return read
 
-        answers = self._pipelined(self.scripts.settle, [(b.keys, b.args) for b in batches])
+    def _plan_group(self, read: _GroupRead) -> list[_Batch]:
+        return [
+            self._plan_batch(wk, ids, rows, True, 'worker-lost')
+            for (wk, ids), rows in zip(read.busy, read.snapshots, strict=True)
+        ]
+
+    def _write_group(self, batches: list[_Batch]) -> list[Any]:
+        return self._pipelined(self.scripts.settle, [(b.keys, b.args) for b in batches])
+
+    def _finish_group(
+        self, read: _GroupRead, batches: list[_Batch], answers: list[Any] | None
+    ) -> tuple[list[WorkerRecovery], list[str]]:
+        """Turn the answers into outcomes, send signals, and unregister the settled workers. Workers
+        whose state moved meanwhile are returned as leftovers for :meth:`recover_worker`."""
+        done: list[WorkerRecovery] = []
+        leftovers = list(read.leftovers)
+        if answers is None:  # dry run
+            for (wk, _ids), batch in zip(read.busy, batches, strict=True):
+                done.append(WorkerRecovery(wk.name, batch.dry_run()))
+            return done + [WorkerRecovery(wk.name) for wk in read.empty], leftovers
         settled = []
-        for (wk, _ids), batch, answer in zip(busy, batches, answers, strict=True):
+        for (wk, _ids), batch, answer in zip(read.busy, batches, answers, strict=True):
             outcomes = self._apply_batch(wk, batch, answer)
             if any(o.action in ('retry', 'stop') for o in outcomes):
                 done_here = [o for o in outcomes if o.action not in ('retry', 'stop')]
@@ -341,7 +413,7 @@ class Recoverer:
                 leftovers.append(wk.name)
                 continue
             settled.append((wk, WorkerRecovery(wk.name, outcomes)))
-        forget = [wk for wk, _r in settled] + empty
+        forget = [wk for wk, _r in settled] + read.empty
         forgotten = self._pipelined(
             self.scripts.forget_worker,
             [([keys.WORKERS, wk.alive, wk.reserved, wk.reservations, wk.info], [wk.name]) for wk in forget],
@@ -351,7 +423,7 @@ class Recoverer:
             logger.info('rq-acklate: settled the jobs of dead worker %s: %s', wk.name, result.counts())
             signals.send(signals.worker_recovered, self, worker_name=wk.name, counts=result.counts())
             done.append(result)
-        for wk, was_forgotten in zip(empty, forgotten[len(settled) :], strict=True):
+        for wk, was_forgotten in zip(read.empty, forgotten[len(settled) :], strict=True):
             done.append(WorkerRecovery(wk.name, forgotten=bool(was_forgotten)))
         return done, leftovers
 
@@ -498,7 +570,7 @@ class Recoverer:
     def _failure_result(self, worker_name: str, decision: Decision) -> list[Any]:
         """The fields RQ's own ``Result.create_failure`` would store for this failure."""
         options: dict[str, Any] = {'exc_string': decision.failure_text, 'serializer': self.serializer}
-        if 'worker_name' in inspect.signature(Result).parameters:  # RQ >= 2.6
+        if _RESULT_TAKES_WORKER_NAME:
             options['worker_name'] = worker_name
         result = Result('', Result.Type.FAILED, connection=self.connection, **options)
         fields: list[Any] = []
@@ -512,7 +584,8 @@ class Recoverer:
         job_id, queue = snapshot.job_id, snapshot.origin
         action = {'requeue': 'requeued', 'fail': 'failed', 'drop': 'dropped'}[decision.action]
         outcome = JobOutcome(job_id, queue, action, decision.reason, redeliveries)
-        logger.info('rq-acklate: %s job %s of worker %s (%s)', action, job_id, wk.name, decision.reason)
+        if logger.isEnabledFor(logging.INFO):
+            logger.info('rq-acklate: %s job %s of worker %s (%s)', action, job_id, wk.name, decision.reason)
         if decision.action == 'requeue':
             signals.send(
                 signals.job_requeued,

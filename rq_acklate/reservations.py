@@ -21,6 +21,7 @@ Whatever is still reserved when ``W`` dies is settled by :mod:`rq_acklate.recove
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -57,12 +58,19 @@ class StartRecord:
         """``None`` for a missing or unreadable record (recovery then uses the safe policy)."""
         if raw is None:
             return None
+        text = as_text(raw)
+        # Recovery decodes one record per job: read what encode() writes without the JSON parser.
+        if exact := _ENCODED_RECORD.fullmatch(text):
+            return cls(Policy.from_code(exact[1]), exact[2], float(exact[3]))
         try:
-            data = json.loads(as_text(raw))
+            data = json.loads(text)
             return cls(Policy.from_code(data['p']), str(data['s']), float(data['t']))
         except (ValueError, KeyError, TypeError):
             return None
 
+
+#: The exact form :meth:`StartRecord.encode` writes, for a fast path; anything else goes to ``json``.
+_ENCODED_RECORD = re.compile(r'\{"p":"([LE][I-]\d{1,9})","s":"([0-9A-Za-z:.+-]*)","t":(\d{1,12}(?:\.\d{1,6})?)\}')
 
 #: What :meth:`Reservations.reserve` returns when the worker's reserved list is not empty.
 NOT_EMPTY = 'not-empty'

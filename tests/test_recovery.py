@@ -13,7 +13,7 @@ from rq.results import Result
 from rq.serializers import JSONSerializer
 
 from rq_acklate import Settings, keys, recover
-from rq_acklate.recovery import Recoverer
+from rq_acklate.recovery import BATCH_SIZE, GROUP_SIZE, Recoverer
 
 import jobs
 from helpers import stats
@@ -244,6 +244,51 @@ def test_dead_worker_holding_nothing_is_forgotten(connection):
     assert report.workers[0].forgotten
     assert not connection.sismember(keys.WORKERS, 'empty')
     assert not connection.exists('rq:acklate:worker:empty')
+
+
+def test_many_dead_workers_are_settled_in_several_overlapped_groups(connection):
+    """More dead workers than one group (recovery's I/O thread then reads and writes while the main
+    thread plans), one of them holding more than one batch: every job settled exactly once."""
+    queue = Queue(connection=connection)
+    never_started, redelivered, failed = [], [], []
+    for i in range(GROUP_SIZE * 2 + 7):
+        worker = dead_worker(connection, f'dead-{i:03}')
+        queue.enqueue(jobs.late_job)
+        never_started.append(reserve(worker).id)
+        queue.enqueue(jobs.idempotent_job)
+        running = reserve(worker)
+        start(worker, running)
+        redelivered.append(running.id)
+        if i % 10 == 0:
+            queue.enqueue(jobs.late_job)
+            running = reserve(worker)
+            start(worker, running)
+            failed.append(running.id)
+    big = dead_worker(connection, 'dead-big')
+    for _ in range(BATCH_SIZE + 5):
+        queue.enqueue(jobs.late_job)
+        never_started.append(reserve(big).id)
+    holders = [n.decode() for n in connection.smembers(keys.WORKERS)]
+    total = len(never_started) + len(redelivered) + len(failed)
+
+    dry = recover(connection, dry_run=True)
+    assert dry.counts() == {'skipped': total}
+    assert queue.count == 0 and sum(len(reserved_ids(connection, n)) for n in holders) == total
+
+    report = recover(connection)
+    assert report.counts() == {'requeued': len(never_started) + len(redelivered), 'failed': len(failed)}
+    assert sorted(o.job_id for o in report.outcomes) == sorted(never_started + redelivered + failed)
+    assert sorted(queue.get_job_ids()) == sorted(never_started + redelivered)
+    for job_id in redelivered:
+        assert int(connection.hget(keys.rq_job(job_id), 'acklate_redeliveries')) == 1
+    assert not any(connection.hexists(keys.rq_job(i), 'acklate_redeliveries') for i in never_started)
+    counters = stats(connection)
+    assert (counters['requeued'], counters['worker_lost']) == (len(never_started) + len(redelivered), len(failed))
+    for job_id in failed:
+        assert Job.fetch(job_id, connection=connection).get_status() == JobStatus.FAILED
+    assert StartedJobRegistry('default', connection=connection).get_job_ids() == []
+    assert connection.scard(keys.WORKERS) == 0
+    assert not report.errors
 
 
 def _recover_in_subprocess(url: str, results: multiprocessing.Queue) -> None:  # type: ignore[type-arg]

@@ -26,6 +26,7 @@ if plan.dead == 1 and redis.call('EXISTS', KEYS[1]) == 1 and redis.call('HEXISTS
 end
 
 local results = {}
+local counters, requeued_to = {}, {}  -- written once per batch, after the loop
 for i, job in ipairs(plan.jobs) do
   local job_key = KEYS[job.key]
   local executions_key = KEYS[job.key + 1]
@@ -66,7 +67,7 @@ for i, job in ipairs(plan.jobs) do
       end
       redis.call('HSET', job_key, 'status', 'queued', 'enqueued_at', plan.now, 'started_at', '', 'ended_at', '')
       redis.call('LPUSH', queue_key, job.id)
-      redis.call('SADD', KEYS[6], queue_key)
+      requeued_to[queue_key] = true
     elseif job.action == 'fail' then
       redis.call('HSET', job_key, 'status', 'failed', 'ended_at', plan.now, 'exc_info', job.reason)
       if #job.result > 0 then
@@ -87,9 +88,15 @@ for i, job in ipairs(plan.jobs) do
       redis.call('HSET', KEYS[7], job.id, job.quarantine)
     end
     if job.counter ~= '' then
-      redis.call('HINCRBY', KEYS[5], job.counter, 1)
+      counters[job.counter] = (counters[job.counter] or 0) + 1
     end
     results[i] = {'ok', redeliveries, dependents}
   end
+end
+for queue_key in pairs(requeued_to) do
+  redis.call('SADD', KEYS[6], queue_key)
+end
+for counter, count in pairs(counters) do
+  redis.call('HINCRBY', KEYS[5], counter, count)
 end
 return cjson.encode(results)
