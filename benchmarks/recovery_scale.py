@@ -11,7 +11,6 @@ LATENCY monitor show the longest single command or script, which must stay under
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from collections import Counter
 
@@ -19,6 +18,8 @@ from rq import Queue
 from rq.utils import now, utcformat
 
 from rq_acklate import recover
+from rq_acklate.policy import Policy
+from rq_acklate.reservations import StartRecord
 
 from common import RedisServer, machine, median, table
 
@@ -48,7 +49,7 @@ def build(client, workers: int, per_worker: int) -> dict[str, int]:
                     expected['requeued'] += 1
                     continue
                 policy = {0: 'LI3', 1: 'LI3', 2: 'L-3', 3: 'LI3'}[kind]
-                record = json.dumps({'p': policy, 's': '', 't': time.time()}, separators=(',', ':'))
+                record = StartRecord(Policy.from_code(policy), '', time.time()).encode()  # as workers write it
                 pipe.hset(f'rq:acklate:reservations:{name}', job_id, record)
                 status = 'finished' if kind == 3 else 'started'
                 state = {'status': status, 'started_at': started_at, 'worker_name': name}

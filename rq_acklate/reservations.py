@@ -70,7 +70,7 @@ class StartRecord:
 
 
 #: The exact form :meth:`StartRecord.encode` writes, for a fast path; anything else goes to ``json``.
-_ENCODED_RECORD = re.compile(r'\{"p":"([LE][I-]\d{1,9})","s":"([0-9A-Za-z:.+-]*)","t":(\d{1,12}(?:\.\d{1,6})?)\}')
+_ENCODED_RECORD = re.compile(r'\{"p":"([LE][I-]\d{1,9})","s":"([0-9A-Za-z:.+-]*)","t":(\d{1,12}(?:\.\d{1,17})?)\}')
 
 #: What :meth:`Reservations.reserve` returns when the worker's reserved list is not empty.
 NOT_EMPTY = 'not-empty'

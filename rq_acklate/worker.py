@@ -587,9 +587,7 @@ class LateAckWorkerMixin:
         elif self._lost_redis_in_bookkeeping(job):
             self.log.warning(
                 'Worker %s: RQ lost its Redis connection while starting job %s or storing its outcome '
-                '(not in the job'
-                "'"
-                's own code); the job is not failed for it: it stays reserved and is '
+                "(not in the job's own code); the job is not failed for it: it stays reserved and is "
                 'settled by its policy (requeued if it never started or is idempotent)',
                 self.name,
                 job.id,
