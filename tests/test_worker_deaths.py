@@ -248,7 +248,7 @@ def test_lost_dequeue_reply_gets_the_job_back(connection, workers, redis_server)
         assert proxy.dropped.wait(10), 'the reply was never dropped'
         wait_status(job, JobStatus.FINISHED, timeout=10)
         assert len(started_runs(connection, job.id)) == 1
-        assert reserved(connection, 'w1') == []
+        wait_until(lambda: reserved(connection, 'w1') == [], what='the ack, sent after RQ stored the outcome')
         assert worker.process.poll() is None
     finally:
         proxy.close()
