@@ -18,7 +18,9 @@ scheduled by RQ / started by another worker / deleted
 Recovery reads only Redis hashes: it never imports or unpickles user code. One worker per
 ``recovery_interval`` holds ``rq:acklate:recovery-lease`` and scans every registered worker, so the
 cluster-wide cost per interval is O(workers). Work is done in batches of at most
-:data:`BATCH_SIZE` jobs per script call, so Redis is never blocked by a long script.
+:data:`BATCH_SIZE` jobs per script call, so Redis is never blocked by a long script, and dead
+workers in groups of :data:`GROUP_SIZE`, one pipeline per step; with more than one group, an I/O
+thread runs the next group's reads and this group's writes while the caller's thread decides.
 """
 
 from __future__ import annotations
