@@ -116,14 +116,18 @@ class Reservations:
         return Reserved(queue_keys[0], as_text(job_id), alone=False) if job_id is not None else None
 
     def record_start(self, pipeline: Pipeline, job_id: str, record: StartRecord | None) -> None:
-        """Queue the start bookkeeping in RQ's own start transaction: drop an early-ack reservation,
-        or store the start record of a late-ack one."""
+        """Queue the start bookkeeping in RQ's first start transaction (the execution): store the
+        start record of a late-ack job. An early-ack job keeps its reservation until
+        :meth:`queue_early_ack`."""
         pipeline.hincrby(keys.STATS, 'reserved', 1)
-        if record is None:
-            pipeline.lrem(self.keys.reserved, 1, job_id)
-            pipeline.hincrby(keys.STATS, 'acked', 1)
-        else:
+        if record is not None:
             pipeline.hset(self.keys.reservations, job_id, record.encode())
+
+    def queue_early_ack(self, pipeline: Pipeline, job_id: str) -> None:
+        """Drop an early-ack reservation in the transaction in which RQ marks the job started, so
+        the job is always either reserved (never started) or started."""
+        pipeline.lrem(self.keys.reserved, 1, job_id)
+        pipeline.hincrby(keys.STATS, 'acked', 1)
 
     def drop(self, job_id: str) -> None:
         """Give up a reservation this worker will not start (its job hash vanished or is unreadable)."""

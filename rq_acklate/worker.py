@@ -169,6 +169,7 @@ class LateAckWorkerMixin:
         self._horse_killed_on_purpose = False
         self._settled_here: str | None = None
         self._bookkeeping_lost: str | None = None
+        self._early_ack_pending = False
         self._doorbells: Doorbells | None = None
         self._deferred: Pipeline | None = None
         self._defer_writes = False
@@ -402,6 +403,7 @@ class LateAckWorkerMixin:
         self._horse_killed_on_purpose = False
         self._settled_here = None
         self._bookkeeping_lost = None
+        self._early_ack_pending = False
         if not self._still_held(held):
             self._held = None
             self._pending_held_check = False
@@ -455,6 +457,16 @@ class LateAckWorkerMixin:
             return
         record = StartRecord(held.policy, held.previous_started_at, held.reserved_at) if held.policy.late_ack else None
         self._reservations.record_start(pipeline, held.job_id, record)
+        self._early_ack_pending = not held.policy.late_ack
+
+    def set_current_job_id(self, job_id: str | None = None, pipeline: Pipeline | None = None) -> None:
+        """RQ sets the current job in the transaction that marks the job started (in the horse,
+        or in-process for SimpleWorker): an early-ack reservation is dropped in that same step."""
+        held = self._held
+        if pipeline is not None and self._early_ack_pending and held is not None and job_id == held.job_id:
+            self._early_ack_pending = False
+            self._reservations.queue_early_ack(pipeline, job_id)
+        super().set_current_job_id(job_id, pipeline=pipeline)  # type: ignore[misc]
 
     # -- ack and the lost-reply check, in RQ's heartbeat pipeline ---------------------------------
 

@@ -218,6 +218,23 @@ def test_worker_paused_between_its_ownership_check_and_the_start_never_starts_th
     assert reserved(connection, 'w1') == [] and reserved(connection, 'w2') == []
 
 
+def test_kill_between_the_two_start_transactions_requeues_an_early_ack_job(connection, workers):
+    # Found by the CI-sized chaos soak: an early-ack reservation used to be dropped in RQ's first
+    # start transaction (main process), though RQ marks the job started only in the second (horse):
+    # a worker killed in between left the job queued in no queue, never run.
+    queue = Queue(connection=connection)
+    job = queue.enqueue(jobs.plain_job)
+    first = workers.start('w1', worker_class='workers.PauseAfterPrepareWorker')
+    paused_at(connection, first, 'after-prepare')
+    assert status(job) == JobStatus.QUEUED and reserved(connection, 'w1') == [job.id]
+    first.kill()
+    workers.start('w2')
+    wait_status(job, JobStatus.FINISHED, timeout=30)
+    assert len(started_runs(connection, job.id)) == 1
+    assert len(finished_runs(connection, job.id)) == 1
+    assert reserved(connection, 'w1') == []
+
+
 def test_worker_forgotten_while_paused_is_found_again_when_it_dies_holding_a_job(connection, workers):
     first = workers.start('w1', ['solo'])
     first.kill(signal.SIGSTOP)
