@@ -8,10 +8,11 @@ Life of a reservation (``W`` is the worker, ``J`` the job):
    moment at which ``J`` is in neither list. A reply lost on the network leaves
    ``J`` in ``W``'s list, where ``W`` finds it: ``reserve.lua`` refuses to reserve more while the
    list is not empty, and the ``LRANGE`` ``W`` adds to its next heartbeat spots it at once.
-2. **start**: in the same ``MULTI`` in which RQ creates ``J``'s execution, ``W`` either drops the
-   reservation (early ack) or writes a :class:`StartRecord` (late ack) with ``J``'s policy and its
-   ``started_at`` *before* this start. RQ rewrites ``started_at`` when the job really starts in the
-   work horse, which is how recovery later tells "never ran" from "was running".
+2. **start**: in the same ``MULTI`` in which RQ creates ``J``'s execution, ``W`` writes a
+   :class:`StartRecord` (late ack) with ``J``'s policy and its ``started_at`` *before* this start.
+   RQ rewrites ``started_at`` when the job really starts in the work horse, which is how recovery
+   later tells "never ran" from "was running". An early-ack reservation is dropped in that second
+   ``MULTI``, where RQ marks ``J`` started, so ``J`` is always either reserved or started.
 3. **ack** (late ack only): after RQ stored ``J``'s outcome, ``ack.lua`` drops the reservation. It
    rides in the pipeline of RQ's next worker heartbeat, so it costs no round trip of its own.
 
