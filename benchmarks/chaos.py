@@ -82,6 +82,7 @@ class Soak:
     rng: random.Random
     log_dir: str
     env: dict[str, str]
+    verbose_logs: bool = False
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     kills: dict[int, float] = field(default_factory=dict)  # pid -> when it was killed or paused
     actions: Counter[str] = field(default_factory=Counter)
@@ -97,6 +98,7 @@ class Soak:
             name=name,
             env=self.env,
             log=Path(self.log_dir) / f'{name}.log',
+            quiet=not self.verbose_logs,
         )
 
     def fill(self) -> None:
@@ -141,6 +143,10 @@ class Soak:
         elif action == 'client-kill':
             self.server.client().execute_command('CLIENT', 'KILL', 'TYPE', 'normal', 'SKIPME', 'yes')
         self.actions[action] += 1
+        with open(Path(self.log_dir) / 'actions.log', 'a') as log:  # for post-mortems, with the worker logs
+            when = time.strftime('%H:%M:%S', time.localtime(now)) + f'{now % 1:.3f}'[1:]
+            target = '' if action == 'client-kill' else f' {name} main={process.pid} horses={horses}'
+            log.write(f'{when} {action}{target}\n')
 
     def stop(self) -> None:
         for process in self.processes.values():
@@ -191,7 +197,9 @@ def classify(client: Redis, ids: list[str], kills: dict[int, float]) -> dict[str
             counts['finished'] += 1
         elif status == 'failed':
             counts['failed'] += 1
-            reasons[kind][failure_reason(client, job_id)] += 1
+            # A job that ran to its end and was failed afterwards is worth telling apart (rq#2424).
+            after = 'after it finished: ' if ends else ''
+            reasons[kind][after + failure_reason(client, job_id)] += 1
         elif status == 'started' and kind == 'plain' and job_id in started_registry:
             counts['left to RQ'] += 1
         else:
@@ -230,7 +238,11 @@ def dump_suspects(client: Redis, ids: list[str], path: Path) -> None:
             if suspect:
                 job.pop('data', None)
                 job['reason'] = failure_reason(client, job_id) if status == 'failed' else ''
-                out.write(json.dumps({'id': job_id, 'job': job, 'runs': runs}) + '\n')
+                results = [
+                    {k.decode(): v.decode('utf-8', 'replace')[:200] for k, v in fields.items()} | {'id': rid.decode()}
+                    for rid, fields in client.xrange(f'rq:results:{job_id}')
+                ]
+                out.write(json.dumps({'id': job_id, 'job': job, 'runs': runs, 'results': results}) + '\n')
 
 
 def failure_reason(client: Redis, job_id: str) -> str:
@@ -263,7 +275,8 @@ def soak(args: argparse.Namespace, worker_class: str) -> tuple[dict[str, dict[st
     with RedisServer() as server:
         client = server.client()
         ids = enqueue(client, args.jobs, rng, args.max_seconds)
-        run = Soak(server, worker_class, args.workers, rng, log_dir, SOAK_SETTINGS if is_acklate else {})
+        settings = SOAK_SETTINGS if is_acklate else {}
+        run = Soak(server, worker_class, args.workers, rng, log_dir, settings, verbose_logs=args.worker_logs)
         run.fill()
         started = time.monotonic()
         weights = [w for _a, w in ACTIONS]
@@ -359,6 +372,9 @@ def main() -> None:
     parser.add_argument('--settle-seconds', type=float, default=60)
     parser.add_argument('--seed', type=int, default=7)
     parser.add_argument('--json', action='store_true')
+    parser.add_argument(
+        '--worker-logs', action='store_true', help="workers log at INFO (every job's path), for post-mortems"
+    )
     parser.add_argument('--check', action='store_true', help='exit 1 unless the rq-acklate guarantees held')
     args = parser.parse_args()
     if args.long:

@@ -120,8 +120,12 @@ def start_worker(
     env: dict[str, str] | None = None,
     log: Path | None = None,
     preload: str = '',
+    quiet: bool = True,
 ) -> subprocess.Popen[bytes]:
-    command = [*rq_command(preload), 'worker', '--url', url, '-w', worker_class, '-q', *args]
+    # Verbose: milliseconds and the process id (main or work horse) on every line, for post-mortems.
+    verbose = ['--logging_level', 'INFO', '--log-format', '%(asctime)s.%(msecs)03d %(process)d %(message)s']
+    verbosity = ['-q'] if quiet else verbose
+    command = [*rq_command(preload), 'worker', '--url', url, '-w', worker_class, *verbosity, *args]
     if name:
         command += ['--name', name]
     out = open(log, 'ab') if log else subprocess.DEVNULL  # noqa: SIM115

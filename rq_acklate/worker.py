@@ -27,6 +27,8 @@ RQ method                         what the mixin adds
 ``handle_work_horse_killed``      a horse killed under a live worker (OOM, segfault) is a worker
                                   loss: idempotent late-ack jobs are redelivered; a horse that lost
                                   Redis settles any late-ack job by its policy
+``cleanup_execution``             also in RQ's retry of its success transaction (after a lost
+                                  connection), or the finished job is later failed as abandoned
 ``kill_horse``                    remembers that the worker itself killed the horse (stop/kill
                                   commands, timeouts, cold shutdown): not a worker loss
 ``main_work_horse``               the horse dies with its worker (``PR_SET_PDEATHSIG`` on Linux)
@@ -120,10 +122,10 @@ class LateAckWorkerMixin:
         is_horse: bool
         horse_pid: int
         queues: list[Any]
+        execution: Any
 
         def queue_names(self) -> list[str]: ...
         def wait_for_horse(self) -> Any: ...
-        def cleanup_execution(self, job: Job, pipeline: Pipeline) -> None: ...
 
     def __init__(
         self,
@@ -170,6 +172,7 @@ class LateAckWorkerMixin:
         self._settled_here: str | None = None
         self._bookkeeping_lost: str | None = None
         self._early_ack_pending = False
+        self._cleaned_execution: Any = None
         self._doorbells: Doorbells | None = None
         self._deferred: Pipeline | None = None
         self._defer_writes = False
@@ -620,6 +623,18 @@ class LateAckWorkerMixin:
             return False
         error = sys.exc_info()[1]  # RQ calls handle_job_failure in the except block of perform_job
         return isinstance(error, REDIS_CONNECTION_ERRORS) and not raised_in_job_code(error)
+
+    def cleanup_execution(self, job: Job, pipeline: Pipeline) -> None:
+        """RQ's, made safe to repeat. RQ lets go of ``self.execution`` while it queues the cleanup; when
+        its success transaction is then retried after a ``WatchError`` (redis-py raises one for a
+        connection lost while WATCHing), the retry no longer removed the execution, and RQ's registry
+        cleanup failed the finished job as abandoned about 90 s later (rq#2424, fixed upstream by
+        rq#2466 after RQ 2.12). The retry now removes it too; with a fixed RQ this does nothing."""
+        cleaned = self._cleaned_execution
+        if getattr(self, 'execution', None) is None and cleaned is not None and cleaned.job_id == job.id:
+            self.execution = cleaned
+        self._cleaned_execution = getattr(self, 'execution', None)
+        super().cleanup_execution(job, pipeline)  # type: ignore[misc]
 
     def _forget_execution(self, job: Job) -> None:
         """Remove this worker's execution of a job it no longer owns from RQ's StartedJobRegistry:

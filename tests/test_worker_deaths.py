@@ -393,3 +393,32 @@ def test_simple_worker_redelivers_and_keeps_long_jobs_alive(connection, workers)
     assert [r['redeliveries'] for r in starts] == [0, 1]
     assert starts[1]['pid'] != runner.pid
     assert len(finished_runs(connection, killed.id)) == 1
+
+
+@pytest.mark.parametrize(
+    ('worker_class', 'job_func'),
+    [
+        ('workers.DropConnectionBeforeSuccessExecWorker', jobs.idempotent_job),
+        ('workers.DropConnectionBeforeSuccessExecWorker', jobs.plain_job),
+        ('workers.DropConnectionBeforeSuccessExecSimpleWorker', jobs.late_job),
+    ],
+    ids=['idempotent', 'early-ack', 'simple-worker'],
+)
+def test_a_retried_success_transaction_still_removes_the_execution(connection, workers, worker_class, job_func):
+    """RQ (2.12) retries its success transaction after a WatchError (the connection was lost while
+    WATCHing), but it had already let go of the execution, so the retry left it in the
+    StartedJobRegistry, and RQ's registry cleanup failed the *finished* job as abandoned ~90 s later
+    (found by the long chaos soak: an idempotent job that ran once, finished, then was failed)."""
+    queue = Queue(connection=connection)
+    job = queue.enqueue(job_func)
+    connection.sadd('test:drop-exec', job.id)
+    workers.start('w1', worker_class=worker_class)
+    wait_status(job, JobStatus.FINISHED)
+    assert connection.scard('test:drop-exec') == 0  # the connection really was dropped before EXEC
+    assert queue.started_job_registry.get_job_ids() == []
+    assert connection.zcard(f'rq:executions:{job.id}') == 0
+    queue.started_job_registry.cleanup(timestamp=time.time() + 10**6)  # as if the executions had expired
+    assert status(job) == JobStatus.FINISHED
+    assert len(started_runs(connection, job.id)) == 1
+    assert job.latest_result().type == job.latest_result().Type.SUCCESSFUL
+    wait_until(lambda: reserved(connection, 'w1') == [], what='the ack')

@@ -117,3 +117,26 @@ class LoseRedisAtStartWorker(_LoseRedisAtStart, LateAckWorker):
 
 class LoseRedisAtStartSimpleWorker(_LoseRedisAtStart, LateAckSimpleWorker):
     pass
+
+
+class _DropConnectionBeforeSuccessExec:
+    """For each job whose id is in the set ``test:drop-exec`` (once per job), the server closes the
+    connection of RQ's success transaction after ``MULTI`` and before ``EXEC`` (``CLIENT KILL ADDR``):
+    redis-py turns that into a ``WatchError`` and RQ runs the whole transaction again."""
+
+    def increment_successful_job_count(self, pipeline: Any) -> None:
+        super().increment_successful_job_count(pipeline)  # type: ignore[misc]
+        execution = getattr(self, 'execution', None)
+        connection: Any = self.connection  # type: ignore[attr-defined]
+        if execution is None or pipeline.connection is None or not connection.srem('test:drop-exec', execution.job_id):
+            return
+        host, port = pipeline.connection._sock.getsockname()[:2]
+        connection.execute_command('CLIENT', 'KILL', 'ADDR', f'{host}:{port}')
+
+
+class DropConnectionBeforeSuccessExecWorker(_DropConnectionBeforeSuccessExec, LateAckWorker):
+    pass
+
+
+class DropConnectionBeforeSuccessExecSimpleWorker(_DropConnectionBeforeSuccessExec, LateAckSimpleWorker):
+    pass
