@@ -235,6 +235,7 @@ def dump_suspects(client: Redis, ids: list[str], path: Path) -> None:
             # Every failed late-ack job, to tell worker losses from failures RQ recorded on its own.
             suspect = (kind != 'plain' and status == 'failed') or (kind == 'late' and starts > 1)
             suspect = suspect or (kind != 'plain' and status not in ('finished', 'failed'))
+            suspect = suspect or (status == 'failed' and any(r['e'] == 'end' for r in runs))  # rq#2424?
             if suspect:
                 job.pop('data', None)
                 job['reason'] = failure_reason(client, job_id) if status == 'failed' else ''
