@@ -58,11 +58,17 @@ class LeaseState:
             if seq % 2 == 0 and _SEQ.unpack_from(self._buffer, 0)[0] == seq:
                 return last, lapses
 
+    def fresh_until(self, lapses_seen: int, ttl: float, margin: float) -> float:
+        """Until when (monotonic seconds) recovery cannot touch this worker's reservations, as far
+        as the last renewal tells: ``margin`` before it can expire; 0 if it lapsed since ``lapses_seen``.
+        A later lapse needs the lease to expire first, so the answer stays true until then."""
+        last, lapses = self.read()
+        return last + ttl - margin if lapses == lapses_seen and last > 0 else 0.0
+
     def is_fresh(self, lapses_seen: int, ttl: float, margin: float) -> bool:
         """True when the lease has not lapsed since ``lapses_seen`` and stays valid for ``margin`` more
         seconds: recovery cannot touch this worker's reservations before then."""
-        last, lapses = self.read()
-        return lapses == lapses_seen and last > 0 and time.monotonic() - last < ttl - margin
+        return time.monotonic() < self.fresh_until(lapses_seen, ttl, margin)
 
 
 def lease_value() -> str:

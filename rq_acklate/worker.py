@@ -94,6 +94,9 @@ class HeldJob:
     reserved_at: float
     lapses_at_reserve: int
     policy: Policy | None = None
+    #: Until when the lease was last known fresh (monotonic): a work horse inherits it, and checks
+    #: it without reading the shared lease record (each page a horse touches costs a fault).
+    fresh_until: float = 0.0
 
 
 class LateAckWorkerMixin:
@@ -196,8 +199,11 @@ class LateAckWorkerMixin:
         )
 
     def _lease_is_fresh(self, held: HeldJob) -> bool:
+        if time.monotonic() < held.fresh_until:
+            return True
         s = self.acklate_settings
-        return self._acklate_lease.is_fresh(held.lapses_at_reserve, s.liveness_ttl, s.heartbeat_interval)
+        held.fresh_until = self._acklate_lease.fresh_until(held.lapses_at_reserve, s.liveness_ttl, s.heartbeat_interval)
+        return time.monotonic() < held.fresh_until
 
     def _still_held(self, held: HeldJob) -> bool:
         """Free when the lease stayed fresh; after a pause, one round trip that also renews the lease."""
@@ -223,7 +229,7 @@ class LateAckWorkerMixin:
         require_supported_redis(self.connection)
         super().bootstrap(*args, **kwargs)  # type: ignore[misc]
         _log_like_rq(*args, **kwargs)
-        if sys.platform.startswith('linux'):
+        if _ON_LINUX:
             _prctl()  # look it up here, not in every work horse
         own = self._recoverer().recover_worker(self.name, require_dead=True, loss='worker-restarted')
         if own.outcomes:
@@ -782,12 +788,15 @@ def raised_in_job_code(error: BaseException) -> bool:
 
 
 _PR_SET_PDEATHSIG = 1
+_SIGKILL = int(signal.SIGKILL)
+_ON_LINUX = sys.platform.startswith('linux')
 
 
 @functools.cache
 def _prctl() -> Any:
-    """libc's prctl, looked up once in the worker's main process (horses inherit it)."""
-    return ctypes.CDLL(None, use_errno=True).prctl
+    """libc's prctl, looked up once in the worker's main process (horses inherit it). Without
+    ``use_errno``: every object or library page a horse touches is a copy-on-write fault."""
+    return ctypes.CDLL(None).prctl
 
 
 def die_with_parent(parent_pid: int) -> None:
@@ -796,11 +805,9 @@ def die_with_parent(parent_pid: int) -> None:
     RQ puts the work horse in its own process group, so a SIGKILL of the worker's main process
     would leave the horse running the job unseen while recovery hands the job to another worker.
     """
-    if not sys.platform.startswith('linux'):
+    if not _ON_LINUX:
         return
-    try:
-        _prctl()(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
-    except (OSError, AttributeError):
+    if _prctl()(_PR_SET_PDEATHSIG, _SIGKILL, 0, 0, 0) != 0:
         logger.warning('rq-acklate: could not set PR_SET_PDEATHSIG; a horse may outlive its worker')
         return
     if os.getppid() != parent_pid:  # the parent died before the call took effect
