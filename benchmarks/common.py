@@ -103,6 +103,14 @@ class RedisServer:
         self.stop()
 
 
+def fill_queue(client: Redis, func: str, jobs: int, queue_name: str = 'bench') -> None:
+    """Empty the database, then enqueue ``jobs`` calls of ``func`` (a dotted path) on ``queue_name``."""
+    client.flushall()
+    queue = rq.Queue(queue_name, connection=client)
+    for start in range(0, jobs, 1000):
+        queue.enqueue_many([rq.Queue.prepare_data(func) for _ in range(start, min(jobs, start + 1000))])
+
+
 def bench_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith('RQ_ACKLATE_')}
     env['PYTHONPATH'] = os.pathsep.join([str(BENCH_DIR), str(REPO_DIR), env.get('PYTHONPATH', '')])

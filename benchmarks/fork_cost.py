@@ -17,9 +17,7 @@ import json
 import subprocess
 import sys
 
-from rq import Queue
-
-from common import ACKLATE, PLAIN, RedisServer, bench_env, machine, median, table
+from common import ACKLATE, PLAIN, RedisServer, bench_env, fill_queue, machine, median, table
 
 WRAPPER = """
 import atexit, json, resource, sys
@@ -46,10 +44,7 @@ FIELDS = ('main_user', 'main_sys', 'main_faults', 'horse_user', 'horse_sys', 'ho
 
 def drain(server: RedisServer, worker_class: str, func: str, preload: str, jobs: int) -> dict[str, float]:
     client = server.client()
-    client.flushall()
-    queue = Queue('bench', connection=client)
-    for start in range(0, jobs, 1000):
-        queue.enqueue_many([Queue.prepare_data(func) for _ in range(start, min(jobs, start + 1000))])
+    fill_queue(client, func, jobs)
     command = [sys.executable, '-c', WRAPPER.format(preload=preload)]
     command += ['worker', '--url', server.url, '-w', worker_class, '--burst', '-q', 'bench']
     done = subprocess.run(command, env=bench_env(), capture_output=True, text=True, timeout=3600, check=True)

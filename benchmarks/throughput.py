@@ -19,7 +19,6 @@ import subprocess
 import time
 from collections import defaultdict
 
-from rq import Queue
 from rq.utils import utcparse
 
 from common import (
@@ -29,6 +28,7 @@ from common import (
     bench_env,
     commandstats,
     delta,
+    fill_queue,
     machine,
     median,
     rq_command,
@@ -38,10 +38,7 @@ from common import (
 
 def drain(server: RedisServer, worker_class: str, func: str, jobs: int, preload: str) -> dict[str, float]:
     client = server.client()
-    client.flushall()
-    queue = Queue('bench', connection=client)
-    for start in range(0, jobs, 1000):
-        queue.enqueue_many([Queue.prepare_data(func) for _ in range(start, min(jobs, start + 1000))])
+    fill_queue(client, func, jobs)
     before_cmds = commandstats(client)
     before_reads = int(client.info('stats')['total_reads_processed'])
     subprocess.run(
